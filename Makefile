@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# blktap: user space (libblktap, tapdisk, blktapctrl, tools), kernel module
+# (via Kbuild), tests and benchmarks. `make help` lists the targets.
+
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+SBINDIR	?= $(PREFIX)/sbin
+LIBDIR	?= $(PREFIX)/lib
+INCDIR	?= $(PREFIX)/include
+MANDIR	?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+VERSION	:= 0.1.0
+
+CC	?= gcc
+OPT	?= -O2 -g
+CFLAGS	?= $(OPT)
+WARN	:= -Wall -Wextra -Werror -std=gnu11
+CPPFLAGS += -D_GNU_SOURCE -Ilibblktap/include -Itapdisk
+LDLIBS	+= -laio -lz -lpthread
+
+ifeq ($(ASAN),1)
+BUILD	?= build/asan
+CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS	+= -fsanitize=address,undefined
+else
+BUILD	?= build/release
+endif
+
+LIB_SRCS := $(wildcard libblktap/*.c)
+TD_MAIN	 := tapdisk/tapdisk.c
+TD_SRCS	 := $(filter-out $(TD_MAIN),$(wildcard tapdisk/*.c tapdisk/drivers/*.c))
+CTRL_SRCS := $(wildcard blktapctrl/*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIBBLKTAP := $(BUILD)/libblktap.a
+LIBTAPDISK := $(BUILD)/libtapdisk.a
+TAPDISK	:= $(BUILD)/tapdisk
+BLKTAPCTRL := $(if $(CTRL_SRCS),$(BUILD)/blktapctrl)
+TOOLS	:= $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
+UNITS	:= $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+PROGS	:= $(TAPDISK) $(BLKTAPCTRL) $(TOOLS)
+
+.PHONY: all asan units deps check check-unit check-vm demo bench bench-vm \
+	modules install clean help
+.SECONDARY:
+
+all: $(PROGS) $(BUILD)/libblktap.pc
+
+help:
+	@echo "make            build user space ($(BUILD))"
+	@echo "make asan       build with ASan+UBSan (build/asan)"
+	@echo "make deps       install missing Debian packages"
+	@echo "make check      all tests (installs deps first)"
+	@echo "make demo       end-to-end demonstration"
+	@echo "make bench      benchmarks against qemu-nbd, nbdkit, the bare file"
+	@echo "make modules    build blktap.ko (KDIR=...)"
+	@echo "make install    DESTDIR=... PREFIX=..."
+
+asan:
+	$(MAKE) ASAN=1 all units
+
+units: $(UNITS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+
+$(LIBBLKTAP): $(call obj,$(LIB_SRCS))
+	$(AR) rcs $@ $^
+
+$(BUILD)/libblktap.so: $(call obj,$(LIB_SRCS))
+	$(CC) -shared -Wl,-soname,libblktap.so.0 $(LDFLAGS) -o $@ $^
+
+$(LIBTAPDISK): $(call obj,$(TD_SRCS))
+	$(AR) rcs $@ $^
+
+$(TAPDISK): $(call obj,$(TD_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/blktapctrl: $(call obj,$(CTRL_SRCS)) $(LIBBLKTAP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBTAPDISK) $(LIBBLKTAP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/libblktap.pc: libblktap/libblktap.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+deps:
+	@scripts/deps.sh
+
+# The tests: unit tests and integration tests use the ASan+UBSan build.
+check: deps
+	$(MAKE) all
+	$(MAKE) asan
+	tests/run.sh
+
+check-unit: asan
+	tests/run.sh unit
+
+demo: deps all
+	scripts/demo.sh $(BUILD)
+
+bench: deps all
+	tests/bench/run.sh $(BUILD)
+
+KDIR ?= $(lastword $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)))
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+install: all $(BUILD)/libblktap.so
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCDIR)/blktap $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+	install -m 0644 $(LIBBLKTAP) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(BUILD)/libblktap.so $(DESTDIR)$(LIBDIR)/libblktap.so.0
+	ln -sf libblktap.so.0 $(DESTDIR)$(LIBDIR)/libblktap.so
+	install -m 0644 libblktap/include/blktap/*.h $(DESTDIR)$(INCDIR)/blktap/
+	install -m 0644 $(BUILD)/libblktap.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+
+clean:
+	rm -rf build
+	rm -f kernel/*.o kernel/*.ko kernel/*.mod* kernel/.*.cmd .*.cmd *.mod* Module.symvers modules.order
+
+-include $(shell find build -name '*.d' 2>/dev/null)

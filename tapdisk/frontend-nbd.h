@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The NBD frontend: a fixed-newstyle NBD server on a unix socket and/or a
+ * TCP address, serving one image stack as one export, in the tapdisk loop.
+ */
+#ifndef TAPDISK_FRONTEND_NBD_H
+#define TAPDISK_FRONTEND_NBD_H
+
+#include <stdbool.h>
+
+#include "image.h"
+
+struct td_nbd_server;
+
+struct td_nbd_opts {
+	const char *unix_path;		/* NULL: no unix socket */
+	const char *tcp_addr;		/* "HOST:PORT", "[V6]:PORT", ":PORT"; NULL: none */
+	const char *export_name;	/* name of the one export; "" also selects it */
+	bool readonly;
+};
+
+/* Listen and serve @img. NULL (after logging why) on failure. */
+struct td_nbd_server *td_nbd_server_create(struct td_ctx *ctx,
+					   struct td_image *img,
+					   const struct td_nbd_opts *opts);
+
+/*
+ * Stop accepting connections and stop reading new commands; requests already
+ * read still run and get their replies. Used for a clean shutdown.
+ */
+void td_nbd_server_quiesce(struct td_nbd_server *srv);
+
+/* Requests read from clients and not yet replied to. */
+unsigned int td_nbd_server_inflight(const struct td_nbd_server *srv);
+
+/* Close every connection and the listeners; unlink the unix socket. */
+void td_nbd_server_destroy(struct td_nbd_server *srv);
+
+#endif
