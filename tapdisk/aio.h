@@ -43,6 +43,7 @@ struct td_iocb {
 	uint64_t off;
 	size_t len;
 	size_t done_bytes;
+	struct iovec *rest;	/* remainder of a short transfer */
 	struct iovec iov_one;
 };
 

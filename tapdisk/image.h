@@ -7,6 +7,7 @@
 #ifndef TAPDISK_IMAGE_H
 #define TAPDISK_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +27,24 @@
 
 struct td_image;
 
+/* Options for drivers that need more than a path (from the command line). */
+struct td_opts {
+	uint64_t ram_limit;	/* ram: largest image held in memory */
+	uint64_t ram_size;	/* ram: size of an empty image with no file */
+};
+
 /* Where an image does its I/O: one per tapdisk I/O context. */
 struct td_ctx {
 	struct td_loop *loop;
 	struct td_aio *aio;
+	const struct td_opts *opts;
+	/* private to image.c: completions deferred to the next loop turn */
+	struct td_deferred done_defer;
+	struct td_req *done_head, **done_tail;
 };
+
+/* Set up @ctx around an existing loop and aio context. */
+void td_ctx_init(struct td_ctx *ctx, struct td_loop *loop, struct td_aio *aio);
 
 struct td_driver {
 	const char *name;
@@ -82,6 +96,10 @@ struct td_image {
 
 	/* stats */
 	uint64_t reqs, bytes_read, bytes_written, errors;
+
+	/* private to image.c: unaligned writes, one read-modify-write at a time */
+	bool rmw_busy;
+	struct td_req *rmw_head, **rmw_tail;
 };
 
 /* Look up a driver by name ("aio", "sync", "ram", ...); NULL if unknown. */
@@ -114,6 +132,9 @@ void td_image_submit(struct td_image *img, struct td_req *req);
  * zeros where there is no parent or past the parent's end.
  */
 void td_image_read_parent(struct td_image *img, struct td_req *req);
+
+/* For drivers: write-zeroes done as ordinary writes of a zero buffer. */
+void td_image_zero_by_writes(struct td_image *img, struct td_req *req);
 
 /* Complete @req with @err on the next loop turn (never recursively). */
 void td_image_complete_later(struct td_image *img, struct td_req *req,

@@ -61,7 +61,8 @@ void td_req_free(struct td_req *req);
 
 /*
  * A child covering bytes [@rel_off, @rel_off + @len) of @parent, with its
- * own iovec slice of the parent's data. The parent cannot complete before
+ * own iovec slice of the parent's data (a parent without data gives a child
+ * with one spare entry in iov_inline[]). The parent cannot complete before
  * the child does. Returns NULL on allocation failure.
  */
 struct td_req *td_req_slice(struct td_req *parent, uint64_t rel_off,
