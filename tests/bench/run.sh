@@ -104,11 +104,16 @@ LOGS=$WORK/logs
 mkdir -p "$RES" "$LOGS"
 IMG=$DIR/bench-$$.img
 SERVER_PID=""
+FIO_PID=""
 FAILED=0
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	if [ -n "$FIO_PID" ]; then
+		kill -TERM "$FIO_PID" 2>/dev/null || true # timeout passes it on to fio
+		wait "$FIO_PID" 2>/dev/null || true
+	fi
 	stop_server || true
 	if [ "$KEEP" = 1 ]; then
 		say "kept image $IMG and logs/results in $WORK"
@@ -225,10 +230,14 @@ run_one() {
 	[ -n "$SERVER_PID" ] && c0=$(cpu_ticks "$SERVER_PID")
 	t0=$(date +%s.%N)
 	rc=0
+	# In the background so that a signal to this script is handled at once.
 	timeout -k 5 $((RAMP + RUNTIME + 60)) fio --name="$job" "${JOB_ARGS[@]}" "${engine[@]}" \
 		--time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --numjobs=1 \
 		--norandommap --randrepeat=0 --output-format=json --output="$json" \
-		</dev/null >"$log" 2>&1 || rc=$?
+		</dev/null >"$log" 2>&1 &
+	FIO_PID=$!
+	wait "$FIO_PID" || rc=$?
+	FIO_PID=""
 	t1=$(date +%s.%N)
 	if [ -n "$SERVER_PID" ]; then
 		c1=$(cpu_ticks "$SERVER_PID")
@@ -270,12 +279,14 @@ START=$(date -u '+%Y-%m-%d %H:%M UTC')
 for round in $(seq 1 "$ROUNDS"); do
 	for job in $JOBS; do
 		for peer in $PEERS; do
-			printf 'bench: round %d/%d %-9s %-8s ' "$round" "$ROUNDS" "$job" "$peer" >&2
 			if run_one "$round" "$job" "$peer"; then
-				python3 "$HERE/report.py" --one "$RES/$round.$job.$peer.json" >&2
+				result=$(python3 "$HERE/report.py" --one "$RES/$round.$job.$peer.json")
 			else
+				result=FAILED
 				FAILED=$((FAILED + 1))
 			fi
+			printf 'bench: round %d/%d %-9s %-8s %s\n' \
+				"$round" "$ROUNDS" "$job" "$peer" "$result" >&2
 		done
 	done
 done
