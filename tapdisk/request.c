@@ -14,7 +14,8 @@ struct td_req *td_req_new(enum td_op op, uint64_t off, uint64_t len,
 			  struct iovec *iov, int niov, td_req_done done,
 			  void *arg)
 {
-	struct td_req *req = calloc(1, sizeof(*req));
+	/* One inline iovec, for owners that bring a single buffer. */
+	struct td_req *req = calloc(1, sizeof(*req) + sizeof(struct iovec));
 
 	if (!req)
 		return NULL;

@@ -51,8 +51,9 @@ struct td_req {
 };
 
 /*
- * A new request; @iov is referenced, not copied. Returns NULL (errno
- * ENOMEM) on allocation failure.
+ * A new request; @iov is referenced, not copied (iov_inline[0] is spare,
+ * for an owner with a single buffer). Returns NULL (errno ENOMEM) on
+ * allocation failure.
  */
 struct td_req *td_req_new(enum td_op op, uint64_t off, uint64_t len,
 			  struct iovec *iov, int niov, td_req_done done,
