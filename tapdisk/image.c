@@ -21,17 +21,24 @@
 extern const struct td_driver td_driver_aio;
 extern const struct td_driver td_driver_sync;
 extern const struct td_driver td_driver_ram;
+/* Weak while these are being written: a driver not linked in is skipped. */
+extern const struct td_driver td_driver_qcow __attribute__((weak));
+extern const struct td_driver td_driver_vmdk __attribute__((weak));
 
 static const struct td_driver *const drivers[] = {
 	&td_driver_aio,
 	&td_driver_sync,
 	&td_driver_ram,
+	&td_driver_qcow,
+	&td_driver_vmdk,
 };
+
+#define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
 
 const struct td_driver *td_driver_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
-		if (!strcmp(drivers[i]->name, name))
+	for (size_t i = 0; i < NDRIVERS; i++)
+		if (drivers[i] && !strcmp(drivers[i]->name, name))
 			return drivers[i];
 	return NULL;
 }
@@ -41,8 +48,10 @@ const char *td_driver_names(void)
 	static char names[128];
 
 	if (!names[0])
-		for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-			if (i)
+		for (size_t i = 0; i < NDRIVERS; i++) {
+			if (!drivers[i])
+				continue;
+			if (names[0])
 				strcat(names, " ");
 			strcat(names, drivers[i]->name);
 		}
