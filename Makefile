@@ -32,7 +32,8 @@ TD_SRCS	 := $(filter-out $(TD_MAIN),$(wildcard tapdisk/*.c tapdisk/drivers/*.c))
 CTRL_SRCS := $(wildcard blktapctrl/*.c)
 TOOL_SRCS := $(wildcard tools/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
-FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
+FUZZ_MAIN := tests/fuzz/replay.c
+FUZZ_SRCS := $(filter-out $(FUZZ_MAIN),$(wildcard tests/fuzz/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
@@ -42,9 +43,10 @@ TAPDISK	:= $(BUILD)/tapdisk
 BLKTAPCTRL := $(if $(CTRL_SRCS),$(BUILD)/blktapctrl)
 TOOLS	:= $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 UNITS	:= $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZERS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 PROGS	:= $(TAPDISK) $(BLKTAPCTRL) $(TOOLS)
 
-.PHONY: all asan units deps check check-unit check-vm demo bench bench-vm \
+.PHONY: all asan units fuzzers fuzz-libfuzzer deps check check-unit check-vm demo bench bench-vm \
 	modules install clean help
 .SECONDARY:
 
@@ -61,9 +63,10 @@ help:
 	@echo "make install    DESTDIR=... PREFIX=..."
 
 asan:
-	$(MAKE) ASAN=1 all units
+	$(MAKE) ASAN=1 all units fuzzers
 
 units: $(UNITS)
+fuzzers: $(FUZZERS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -90,6 +93,22 @@ $(BUILD)/%: $(BUILD)/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Fuzz harnesses: with gcc, a replay/mutation main (tests/fuzz/replay.c);
+# `make fuzz-libfuzzer` builds real libFuzzer binaries with clang.
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(call obj,$(FUZZ_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-libfuzzer:
+	$(MAKE) BUILD=build/libfuzzer CC=clang \
+		CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
+		LDFLAGS="-fsanitize=address,undefined" build/libfuzzer/libtapdisk.a build/libfuzzer/libblktap.a
+	@mkdir -p build/libfuzzer/fuzz
+	for f in $(FUZZ_SRCS); do \
+		clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o build/libfuzzer/fuzz/$$(basename $$f .c) \
+			$$f build/libfuzzer/libtapdisk.a build/libfuzzer/libblktap.a $(LDLIBS) || exit 1; \
+	done
 
 $(BUILD)/libblktap.pc: libblktap/libblktap.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The test runner behind `make check`: cmocka unit tests (ASan+UBSan
-# build), integration scripts, the kernel VM suite and the Xen suite where
-# present. Each test passes (exit 0), is skipped (exit 77) or fails; the
+# build), fuzz-harness replays (corpus in tests/fuzz/corpus/<harness>/),
+# integration scripts, the kernel VM suite and the Xen suite where present. Each test passes (exit 0), is skipped (exit 77) or fails; the
 # output of a failed test is shown. Ends with "N passed, N failed".
 #
 # Usage: tests/run.sh [unit|integration|vm|xen ...]   (default: all)
@@ -32,12 +32,20 @@ run_one() {
 	esac
 }
 
-suites=${*:-unit integration vm xen}
+suites=${*:-unit fuzz integration vm xen}
 for s in $suites; do
 	case $s in
 	unit)
 		for t in "$BUILD"/tests/test-*; do
 			[ -x "$t" ] && run_one "unit/$(basename "$t")" "$t"
+		done ;;
+	fuzz)
+		# Each harness replays its corpus plus seeded mutations of it.
+		for t in "$BUILD"/fuzz/*; do
+			[ -x "$t" ] || continue
+			n=$(basename "$t")
+			[ -d "tests/fuzz/corpus/$n" ] || continue
+			run_one "fuzz/$n" env FUZZ_ITERATIONS=${FUZZ_ITERATIONS:-20000} "$t" "tests/fuzz/corpus/$n"
 		done ;;
 	integration)
 		for t in tests/integration/*.sh; do
@@ -48,7 +56,7 @@ for s in $suites; do
 		[ -x tests/vm/run.sh ] && run_one "vm" tests/vm/run.sh ;;
 	xen)
 		[ -x tests/xen/run.sh ] && run_one "xen" tests/xen/run.sh ;;
-	*) echo "tests/run.sh: unknown suite '$s' (unit, integration, vm, xen)" >&2; exit 2 ;;
+	*) echo "tests/run.sh: unknown suite '$s' (unit, fuzz, integration, vm, xen)" >&2; exit 2 ;;
 	esac
 done
 
