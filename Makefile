@@ -35,7 +35,7 @@ UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 FUZZ_MAIN := tests/fuzz/replay.c
 FUZZ_SRCS := $(filter-out $(FUZZ_MAIN),$(wildcard tests/fuzz/*.c))
 
-obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBBLKTAP := $(BUILD)/libblktap.a
 LIBTAPDISK := $(BUILD)/libtapdisk.a
@@ -68,7 +68,7 @@ asan:
 units: $(UNITS)
 fuzzers: $(FUZZERS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
 
@@ -87,16 +87,16 @@ $(TAPDISK): $(call obj,$(TD_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
 $(BUILD)/blktapctrl: $(call obj,$(CTRL_SRCS)) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%: $(BUILD)/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
+$(BUILD)/%: $(BUILD)/obj/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBTAPDISK) $(LIBBLKTAP)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # Fuzz harnesses: with gcc, a replay/mutation main (tests/fuzz/replay.c);
 # `make fuzz-libfuzzer` builds real libFuzzer binaries with clang.
-$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(call obj,$(FUZZ_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(call obj,$(FUZZ_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
