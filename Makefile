@@ -50,7 +50,7 @@ PROGS	:= $(TAPDISK) $(BLKTAPCTRL) $(TOOLS)
 	modules install clean help
 .SECONDARY:
 
-all: $(PROGS) $(BUILD)/libblktap.pc
+all: $(PROGS) $(LIBBLKTAP) $(BUILD)/libblktap.so
 
 help:
 	@echo "make            build user space ($(BUILD))"
@@ -110,9 +110,6 @@ fuzz-libfuzzer:
 			$$f build/libfuzzer/libtapdisk.a build/libfuzzer/libblktap.a $(LDLIBS) || exit 1; \
 	done
 
-$(BUILD)/libblktap.pc: libblktap/libblktap.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
-
 deps:
 	@scripts/deps.sh
 
@@ -135,7 +132,8 @@ KDIR ?= $(lastword $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)))
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
-install: all $(BUILD)/libblktap.so
+# The .pc file is made here, so it always names the PREFIX installed to.
+install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
 		$(DESTDIR)$(INCDIR)/blktap $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
@@ -143,7 +141,8 @@ install: all $(BUILD)/libblktap.so
 	install -m 0755 $(BUILD)/libblktap.so $(DESTDIR)$(LIBDIR)/libblktap.so.0
 	ln -sf libblktap.so.0 $(DESTDIR)$(LIBDIR)/libblktap.so
 	install -m 0644 libblktap/include/blktap/*.h $(DESTDIR)$(INCDIR)/blktap/
-	install -m 0644 $(BUILD)/libblktap.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+		libblktap/libblktap.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libblktap.pc
 	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
 
 clean:
