@@ -4,9 +4,14 @@
  * tap->lock held and tapdisk's mmap_lock read-held):
  *
  * publish: describe the request in the next ring entry and put its data
- *   into the slot's window: zero-copy inserts the request's pages
- *   (read-only for writes); pages that cannot be mapped, and everything in
- *   copy mode, go through the slot's bounce pages, which stay mapped.
+ *   into the slot's window: zero-copy inserts a write's pages read-only;
+ *   reads, pages that cannot be mapped, and everything in copy mode go
+ *   through the slot's bounce pages, which stay mapped.
+ *
+ * Why reads are copied: tapdisk would write into page-cache pages that are
+ * not uptodate yet through a writable PTE; whoever zaps that PTE (us, but
+ * also munmap, MADV_DONTNEED or exit, all in user space's hands) calls
+ * set_page_dirty() on it, which warns and schedules a pointless writeback.
  * consume: check each response against the slot it names, zap the
  *   zero-copy pages, copy read data back from bounce pages, end the request.
  */
@@ -62,12 +67,11 @@ static int blktap_get_bounce(struct blktap_slot *slot, u32 i)
 	return 0;
 }
 
-/* Try to insert @page at window page @i; false if it must be copied. */
+/* Insert @page read-only at window page @i; false if it must be copied. */
 static bool blktap_map_zc(struct vm_area_struct *vma, struct blktap_slot *slot,
-			  u32 i, struct page *page, bool readonly)
+			  u32 i, struct page *page)
 {
 	unsigned long addr = blktap_slot_addr(vma, slot, i);
-	pgprot_t prot = vma->vm_page_prot;
 	int err;
 
 	/* anon (O_DIRECT from a process), slab and reserved pages can't */
@@ -77,18 +81,8 @@ static bool blktap_map_zc(struct vm_area_struct *vma, struct blktap_slot *slot,
 		blktap_zap_range(vma, addr, PAGE_SIZE);
 		slot->map[i] = BLKTAP_MAP_NONE;
 	}
-	/*
-	 * vm_insert_page() maps with vma->vm_page_prot. Faults in this VMA
-	 * never read it (ours returns SIGBUS) and changing it for real needs
-	 * the mmap_lock for write, which anything else that reads it takes;
-	 * so under tap->lock and the read lock a temporary read-only value
-	 * only affects this insertion.
-	 */
-	if (readonly)
-		vma->vm_page_prot = vm_get_page_prot(vma->vm_flags &
-						     ~(VM_WRITE | VM_MAYWRITE));
+	/* vm_page_prot is read-only (write-notify), see blktap_vma_mkwrite */
 	err = vm_insert_page(vma, addr, page);
-	vma->vm_page_prot = prot;
 	if (err)
 		return false;
 	slot->map[i] = BLKTAP_MAP_ZC;
@@ -183,8 +177,8 @@ static int blktap_map_data(struct blktap *tap, struct vm_area_struct *vma,
 		req->seg[i].page = i;
 		req->seg[i].offset = bv.bv_offset;
 		req->seg[i].length = bv.bv_len;
-		slot->bounced[i] = !zc ||
-				   !blktap_map_zc(vma, slot, i, bv.bv_page, write);
+		slot->bounced[i] = !zc || !write ||
+				   !blktap_map_zc(vma, slot, i, bv.bv_page);
 		if (slot->bounced[i]) {
 			err = blktap_get_bounce(slot, i);
 			if (err)

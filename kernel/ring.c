@@ -7,6 +7,7 @@
  */
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/pagemap.h>
 #include <linux/poll.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -61,6 +62,28 @@ static vm_fault_t blktap_vma_fault(struct vm_fault *vmf)
 	return VM_FAULT_SIGBUS;
 }
 
+/*
+ * page_mkwrite makes the mapping write-notify, so every page inserted after
+ * mmap starts read-only and the first write lands here: bounce pages become
+ * writable, the request pages of a write (zero-copy) stay read-only.
+ */
+static vm_fault_t blktap_vma_mkwrite(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct blktap *tap = vma->vm_private_data;
+	unsigned long off = vmf->address - vma->vm_start;
+	u32 page;
+
+	if (off >= BLKTAP_DATA_OFFSET) {
+		page = (off - BLKTAP_DATA_OFFSET) >> PAGE_SHIFT;
+		if (READ_ONCE(tap->slots[page / BLKTAP_MAX_SEGS]
+			      .map[page % BLKTAP_MAX_SEGS]) != BLKTAP_MAP_BOUNCE)
+			return VM_FAULT_SIGBUS;
+	}
+	lock_page(vmf->page);
+	return VM_FAULT_LOCKED;
+}
+
 static int blktap_vma_may_split(struct vm_area_struct *vma, unsigned long addr)
 {
 	return -EINVAL;
@@ -69,6 +92,7 @@ static int blktap_vma_may_split(struct vm_area_struct *vma, unsigned long addr)
 static const struct vm_operations_struct blktap_vm_ops = {
 	.close		= blktap_vma_close,
 	.fault		= blktap_vma_fault,
+	.page_mkwrite	= blktap_vma_mkwrite,
 	.may_split	= blktap_vma_may_split,
 };
 
