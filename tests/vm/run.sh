@@ -48,7 +48,7 @@ for a in $("$busybox" --list); do
 done
 cp "$work/tapctl" "$root/bin/tapctl"
 cp "$top/blktap.ko" "$root/lib/"
-for m in lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
+for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
 	[ -r "$moddir/$m.ko" ] && cp "$moddir/$m.ko" "$root/lib/"
 done
 cp "$top/tests/vm/init.sh" "$root/init"
