@@ -132,6 +132,13 @@ KDIR ?= $(lastword $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)))
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
+# The kernel tests boot Debian's kernel in QEMU (TCG) with the module.
+check-vm: deps
+	tests/vm/run.sh
+
+bench-vm: deps
+	BENCH=1 tests/vm/run.sh
+
 # The .pc file is made here, so it always names the PREFIX installed to.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
@@ -148,5 +155,6 @@ install: all
 clean:
 	rm -rf build
 	rm -f kernel/*.o kernel/*.ko kernel/*.mod* kernel/.*.cmd .*.cmd *.mod* Module.symvers modules.order
+	rm -f blktap.o blktap.ko kernel/tests/*.o kernel/tests/.*.cmd
 
 -include $(shell find build -name '*.d' 2>/dev/null)
