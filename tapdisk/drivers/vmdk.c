@@ -903,19 +903,26 @@ static void alloc_step(struct vmdk_alloc *al)
 	}
 }
 
-static void cow_read_done(struct td_req *r, int err)
+/* The old contents of the grain are in al->buf: lay the new data over them. */
+static void cow_merge(struct vmdk_alloc *al, int err)
 {
-	struct vmdk_alloc *al = r->arg;
 	struct vmdk_extent *e = al->ext;
 	uint64_t vstart = e->start + al->grain_idx * e->grain;
 
-	td_req_free(r);
 	if (err && !al->err)
 		al->err = err;
 	if (!al->err)
 		td_iov_to_buf(al->req->iov, al->req->niov, 0,
 			      (char *)al->buf + (al->req->off - vstart), al->req->len);
 	alloc_step(al);
+}
+
+static void cow_read_done(struct td_req *r, int err)
+{
+	struct vmdk_alloc *al = r->arg;
+
+	td_req_free(r);
+	cow_merge(al, err);
 }
 
 /* Read what the grain held before (parent or zeros) under the new data. */
@@ -931,7 +938,7 @@ static void alloc_cow(struct vmdk_alloc *al, uint32_t old_gte)
 	memset((char *)al->buf + (vend - vstart), 0, e->grain - (vend - vstart));
 	if (gte_kind(e, old_gte) == RUN_ZERO || !al->img->parent) {
 		memset(al->buf, 0, vend - vstart);
-		cow_read_done(NULL, 0);
+		cow_merge(al, 0);
 		return;
 	}
 	r = td_req_new(TD_OP_READ, vstart, vend - vstart, NULL, 0, cow_read_done, al);
