@@ -33,6 +33,7 @@
 #define RXBUF_SIZE		(64u << 10)
 #define CONN_MAX_PENDING	256		/* commands read, not replied */
 #define CONN_MAX_PENDING_BYTES	(128u << 20)	/* their data buffers */
+#define SRV_MAX_PENDING_BYTES	(512ull << 20)	/* all connections' buffers */
 #define TX_IOV_MAX		64
 #define LISTEN_BACKLOG		128
 #define ACCEPT_RETRY_NS		(200ull * 1000000)	/* after EMFILE etc. */
@@ -98,6 +99,7 @@ struct td_nbd_server {
 	struct td_event *grace;		/* after quiesce: drop stuck clients */
 	struct nbd_buf scratch;		/* option replies being built */
 	unsigned int inflight;
+	uint64_t pending_bytes;		/* data buffers of all connections */
 	bool quiesced;
 	bool destroyed;			/* freed by the pending kick */
 };
@@ -219,23 +221,43 @@ static int cmd_alloc_buf(struct nbd_cmd *cmd)
 	cmd->iov.iov_base = cmd->buf;
 	cmd->iov.iov_len = cmd->hdr.len;
 	cmd->conn->pending_bytes += cmd->hdr.len;
+	if (cmd->conn->srv)
+		cmd->conn->srv->pending_bytes += cmd->hdr.len;
 	return 0;
+}
+
+static bool conn_over_limits(const struct nbd_conn *c)
+{
+	return c->pending >= CONN_MAX_PENDING ||
+	       c->pending_bytes >= CONN_MAX_PENDING_BYTES;
 }
 
 /* The command is over: its reply was written, or can no longer be. */
 static void cmd_release(struct nbd_cmd *cmd)
 {
 	struct nbd_conn *c = cmd->conn;
+	struct td_nbd_server *srv = c->srv;
+	bool was_full = conn_over_limits(c);
+	bool srv_was_full = srv && srv->pending_bytes >= SRV_MAX_PENDING_BYTES;
 
-	if (cmd->buf)
+	if (cmd->buf) {
 		c->pending_bytes -= cmd->hdr.len;
+		if (srv)
+			srv->pending_bytes -= cmd->hdr.len;
+	}
 	c->pending--;
-	if (c->srv)
-		c->srv->inflight--;
+	if (srv)
+		srv->inflight--;
 	free(cmd->buf);
 	free(cmd);
-	if (!c->dead)
-		conn_kick(c);	/* reading may resume, or closing finish */
+	/* Reading stopped at a limit may resume. */
+	if (srv_was_full && srv->pending_bytes < SRV_MAX_PENDING_BYTES) {
+		for (struct nbd_conn *o = srv->conns; o; o = o->next)
+			if (!o->dead)
+				conn_kick(o);
+	} else if (was_full && !c->dead) {
+		conn_kick(c);
+	}
 }
 
 static void tx_release(struct nbd_tx *tx)
@@ -324,8 +346,8 @@ static bool conn_wants_read(const struct nbd_conn *c)
 	if (conn_in_handshake(c))
 		return !c->tx_head;
 	/* At a command boundary: new commands only if we have room. */
-	return !c->srv->quiesced && c->pending < CONN_MAX_PENDING &&
-	       c->pending_bytes < CONN_MAX_PENDING_BYTES;
+	return !c->srv->quiesced && !conn_over_limits(c) &&
+	       c->srv->pending_bytes < SRV_MAX_PENDING_BYTES;
 }
 
 /* After any work on @c: close or free it when done, else fix its events. */

@@ -660,6 +660,11 @@ static void test_pipeline(void **state)
 		assert_int_equal(cl_recv(fd, r, BS), BS);
 		assert_memory_equal(r, w + (cookie - 1000) * BS, BS);
 	}
+	/* More commands than a connection may have pending: flow control. */
+	for (int i = 0; i < 3 * 256; i++)
+		cl_request(fd, NBD_CMD_FLUSH, 0, 5000 + i, 0, 0);
+	for (int i = 0; i < 3 * 256; i++)
+		assert_int_equal(cl_reply(fd, &cookie), 0);
 	drain_inflight();
 	cl_disc(fd);
 	free(w);
