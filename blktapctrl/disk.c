@@ -133,9 +133,9 @@ static uint64_t proc_starttime(pid_t pid)
 	p = strrchr(buf, ')');	/* the command name may hold spaces */
 	if (!p)
 		return 0;
-	/* after ") " come fields 3..: skip 19 of them to reach field 22 */
+	/* p is at the space before field 3; 19 spaces on is field 22 */
 	p++;
-	for (int i = 0; i < 20 && p; i++)
+	for (int i = 0; i < 19 && p; i++)
 		p = strchr(p + 1, ' ');
 	if (!p || sscanf(p, " %llu", &st) != 1)
 		return 0;
