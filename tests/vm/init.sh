@@ -191,6 +191,47 @@ wait "$PR" && fail "pending read succeeded after remove"
 [ -e /dev/tapdev0 ] && fail "/dev/tapdev0 still there"
 [ -e /dev/blktap0 ] && fail "/dev/blktap0 still there"
 
+if [ -x /bin/tapdisk-ring ]; then
+	step "tapdisk's ring frontend: aio image, kill -9, reattach"
+	echo 30 > "$P/attach_timeout"
+	N=$(tapctl alloc) || fail "alloc for tapdisk"
+	S=/sys/class/blktap/blktap$N
+	truncate -s 64M /tmp/td.img
+	tapdisk-ring -b /dev/blktap"$N" aio:/tmp/td.img &
+	TD=$!
+	wait_for /dev/tapdev"$N" 5 || fail "tapdisk did not create /dev/tapdev$N"
+	tapctl dio /dev/tapdev"$N" || fail "dio through tapdisk"
+	dd if=/tmp/pat of=/dev/tapdev"$N" bs=1M conv=fsync 2>/dev/null || fail "dd through tapdisk"
+	drop_caches
+	cmp_region /dev/tapdev"$N" 0 16 /tmp/pat
+	cmp_region /tmp/td.img 0 16 /tmp/pat
+	# stopped, then killed: requests are surely held when it dies
+	kill -STOP "$TD"
+	dd if=/tmp/pat2 of=/dev/tapdev"$N" bs=1M seek=32 conv=fsync 2>/dev/null &
+	DD=$!
+	sleep 2
+	kill -9 "$TD"
+	wait "$TD" 2>/dev/null
+	echo "requests (pending, held) after killing tapdisk: $(attr requests)"
+	tapdisk-ring -b /dev/blktap"$N" aio:/tmp/td.img &
+	TD=$!
+	wait "$DD" || fail "dd across the tapdisk restart"
+	cmp_region /tmp/td.img 32 24 /tmp/pat2
+	drop_caches
+	cmp_region /dev/tapdev"$N" 32 24 /tmp/pat2
+	kill "$TD"
+	wait "$TD" || fail "tapdisk exit status $?"
+	tapdisk-ring -r -b /dev/blktap"$N" aio:/tmp/td.img &
+	TD=$!
+	cmp_region /dev/tapdev"$N" 0 16 /tmp/pat
+	kill "$TD"
+	wait "$TD" || fail "tapdisk exit status $?"
+	[ -e /dev/tapdev"$N" ] && fail "tapdisk did not remove /dev/tapdev$N"
+	tapctl free "$N" || fail "free $N"
+else
+	echo "BLKTAP-VM: note: tapdisk-ring not built, tapdisk frontend test skipped"
+fi
+
 step "remove the device from tapdisk, free, unload"
 N=$(tapctl alloc) || fail "alloc again"
 truncate -s 8M /tmp/small.img

@@ -39,6 +39,20 @@ fi
 gcc -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
 	-I"$top/libblktap/include" -o "$work/tapctl" "$top/tests/vm/tapctl.c"
 
+# tapdisk's ring frontend, on tapdisk's own library, when that builds
+tdlibs="$top/build/release/libtapdisk.a $top/build/release/libblktap.a"
+tapdisk_ring=
+if make -s -C "$top" $tdlibs >"$work/tapdisk.log" 2>&1 &&
+	gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE \
+		-I"$top/libblktap/include" -I"$top/tapdisk" \
+		-o "$work/tapdisk-ring" "$top/tests/vm/tapdisk-ring.c" $tdlibs \
+		-laio -lz -lpthread >>"$work/tapdisk.log" 2>&1; then
+	tapdisk_ring=$work/tapdisk-ring
+else
+	echo "vm: note: tapdisk-ring does not build, its stage is skipped:"
+	tail -n 5 "$work/tapdisk.log"
+fi
+
 root=$work/root
 mkdir -p "$root/bin" "$root/sbin" "$root/lib" "$root/proc" "$root/sys" \
 	"$root/dev" "$root/tmp" "$root/mnt"
@@ -47,6 +61,7 @@ for a in $("$busybox" --list); do
 	[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
 done
 cp "$work/tapctl" "$root/bin/tapctl"
+[ -n "$tapdisk_ring" ] && cp "$tapdisk_ring" "$root/bin/tapdisk-ring"
 cp "$top/blktap.ko" "$root/lib/"
 for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
 	[ -r "$moddir/$m.ko" ] && cp "$moddir/$m.ko" "$root/lib/"
@@ -65,7 +80,7 @@ timeout 600 qemu-system-x86_64 -m 1024 -smp 2 -accel tcg -cpu max \
 	>"$work/console.log" 2>&1
 rc=$?
 set -e
-grep -a -E '^(BLKTAP-VM|tapctl|pages|replayed|bad resp|requests)' "$work/console.log" || true
+grep -a -E '^(BLKTAP-VM|tapctl|tapdisk|pages|replayed|bad resp|requests)' "$work/console.log" || true
 # isa-debug-exit turns "tapctl exit 0" into status 1
 if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
 	echo "vm: PASS"
