@@ -81,10 +81,8 @@ void nbd_build_greeting(struct nbd_greeting *g)
 
 int nbd_parse_client_flags(const void *buf, bool *no_zeroes)
 {
-	uint32_t f;
+	uint32_t f = nbd_get32(buf);
 
-	memcpy(&f, buf, sizeof(f));
-	f = be32toh(f);
 	if (f & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES))
 		return -EINVAL;
 	*no_zeroes = f & NBD_FLAG_C_NO_ZEROES;
@@ -137,11 +135,10 @@ static int put_info_string(struct nbd_buf *out, uint32_t option,
 {
 	uint8_t buf[2 + NBD_MAX_STRING];
 	size_t n = strlen(s);
-	uint16_t be = htobe16(info);
 
 	if (n > NBD_MAX_STRING)
 		n = NBD_MAX_STRING;
-	memcpy(buf, &be, 2);
+	nbd_put16(buf, info);
 	memcpy(buf + 2, s, n);
 	return nbd_put_opt_reply(out, option, NBD_REP_INFO, buf, 2 + n);
 }
@@ -159,12 +156,10 @@ static int handle_info(const struct nbd_export *exp, uint32_t option,
 
 	if (len < 6)
 		goto invalid;
-	memcpy(&namelen, data, 4);
-	namelen = be32toh(namelen);
+	namelen = nbd_get32(data);
 	if (namelen > len - 6)
 		goto invalid;
-	memcpy(&nreq, data + 4 + namelen, 2);
-	nreq = be16toh(nreq);
+	nreq = nbd_get16(data + 4 + namelen);
 	if ((uint64_t)len != 6ull + namelen + 2ull * nreq)
 		goto invalid;
 	if (!name_matches(exp, data + 4, namelen))
@@ -172,10 +167,8 @@ static int handle_info(const struct nbd_export *exp, uint32_t option,
 				 "no such export") < 0 ? -ENOMEM :
 			NBD_OPT_RES_CONTINUE;
 	for (i = 0; i < nreq; i++) {
-		uint16_t t;
+		uint16_t t = nbd_get16(data + 6 + namelen + 2u * i);
 
-		memcpy(&t, data + 6 + namelen + 2u * i, 2);
-		t = be16toh(t);
 		want_name |= t == NBD_INFO_NAME;
 		want_desc |= t == NBD_INFO_DESCRIPTION;
 	}
@@ -217,7 +210,6 @@ static int handle_list(const struct nbd_export *exp, uint32_t len,
 {
 	size_t n = strlen(exp->name);
 	uint8_t buf[4 + NBD_MAX_STRING];
-	uint32_t be;
 
 	if (len)
 		return put_error(out, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
@@ -225,8 +217,7 @@ static int handle_list(const struct nbd_export *exp, uint32_t len,
 			NBD_OPT_RES_CONTINUE;
 	if (n > NBD_MAX_STRING)
 		n = NBD_MAX_STRING;
-	be = htobe32(n);
-	memcpy(buf, &be, 4);
+	nbd_put32(buf, n);
 	memcpy(buf + 4, exp->name, n);
 	if (nbd_put_opt_reply(out, NBD_OPT_LIST, NBD_REP_SERVER, buf, 4 + n) ||
 	    nbd_put_opt_reply(out, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0))

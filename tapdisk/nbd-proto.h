@@ -8,9 +8,11 @@
 #ifndef TAPDISK_NBD_PROTO_H
 #define TAPDISK_NBD_PROTO_H
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "blktap/nbd.h"
 
@@ -19,6 +21,43 @@
 /* Longest option data we read; longer options get NBD_REP_ERR_TOO_BIG. */
 #define NBD_MAX_OPT_DATA	(16u << 10)
 #define NBD_PREFERRED_BLOCK	4096u
+
+/* Big-endian fields at any alignment, as they sit in a message. */
+static inline uint16_t nbd_get16(const void *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return be16toh(v);
+}
+
+static inline uint32_t nbd_get32(const void *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return be32toh(v);
+}
+
+static inline uint64_t nbd_get64(const void *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return be64toh(v);
+}
+
+static inline void nbd_put16(void *p, uint16_t v)
+{
+	v = htobe16(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void nbd_put32(void *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, sizeof(v));
+}
 
 /* What one export looks like to clients. */
 struct nbd_export {

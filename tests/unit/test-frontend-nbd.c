@@ -20,6 +20,7 @@
 #include "blktap/nbd.h"
 #include "frontend-nbd.h"
 #include "image.h"
+#include "nbd-proto.h"
 #include "util.h"
 
 #define IMG_SIZE	(36ull << 20)
@@ -233,30 +234,6 @@ static uint32_t cl_opt_reply(int fd, uint32_t opt, void *data, size_t max,
 	return be32toh(r.type);
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return be16toh(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
 struct export_info {
 	uint64_t size;
 	uint16_t flags;
@@ -277,15 +254,15 @@ static uint32_t cl_go(int fd, uint32_t opt, const char *name,
 	cl_option(fd, opt, data, 6 + strlen(name));
 	while ((type = cl_opt_reply(fd, opt, rep, sizeof(rep), &len)) ==
 	       NBD_REP_INFO) {
-		uint16_t info = get16(rep);
+		uint16_t info = nbd_get16(rep);
 
 		if (info == NBD_INFO_EXPORT && ei) {
-			ei->size = get64(rep + 2);
-			ei->flags = get16(rep + 10);
+			ei->size = nbd_get64(rep + 2);
+			ei->flags = nbd_get16(rep + 10);
 		} else if (info == NBD_INFO_BLOCK_SIZE && ei) {
-			ei->min = get32(rep + 2);
-			ei->pref = get32(rep + 6);
-			ei->max = get32(rep + 10);
+			ei->min = nbd_get32(rep + 2);
+			ei->pref = nbd_get32(rep + 6);
+			ei->max = nbd_get32(rep + 10);
 		}
 	}
 	return type;
@@ -520,7 +497,7 @@ static void test_export_name(void **state)
 	cl_greeting(fd, NBD_FLAG_C_FIXED_NEWSTYLE);
 	cl_option(fd, NBD_OPT_EXPORT_NAME, "exp", 3);
 	assert_int_equal(cl_recv(fd, buf, 134), 134);
-	assert_true(get64(buf) == IMG_SIZE);
+	assert_true(nbd_get64(buf) == IMG_SIZE);
 	for (int i = 10; i < 134; i++)
 		assert_int_equal(buf[i], 0);
 	assert_int_equal(cl_read(fd, 0, 16, buf), 0);

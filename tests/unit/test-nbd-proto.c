@@ -86,30 +86,6 @@ static size_t info_data(uint8_t *buf, const char *name,
 	return off;
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return be16toh(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
 static void test_greeting(void **state)
 {
 	struct nbd_greeting g;
@@ -118,7 +94,7 @@ static void test_greeting(void **state)
 	(void)state;
 	nbd_build_greeting(&g);
 	assert_memory_equal(p, "NBDMAGICIHAVEOPT", 16);
-	assert_int_equal(get16(p + 16),
+	assert_int_equal(nbd_get16(p + 16),
 			 NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
 }
 
@@ -171,8 +147,8 @@ static void test_export_name(void **state)
 					   (const uint8_t *)"disk0", 5, &out),
 			 NBD_OPT_RES_TRANSMIT);
 	assert_int_equal(out.len, 10 + NBD_ZEROES_LEN);
-	assert_true(get64(out.data) == SIZE);
-	assert_int_equal(get16(out.data + 8), export.tx_flags);
+	assert_true(nbd_get64(out.data) == SIZE);
+	assert_int_equal(nbd_get16(out.data + 8), export.tx_flags);
 	for (size_t i = 10; i < out.len; i++)
 		assert_int_equal(out.data[i], 0);
 
@@ -223,7 +199,7 @@ static void test_list(void **state)
 	assert_int_equal(parse_replies(&out, r, 4), 2);
 	assert_int_equal(r[0].type, NBD_REP_SERVER);
 	assert_int_equal(r[0].len, 4 + 5);
-	assert_int_equal(get32(r[0].data), 5);
+	assert_int_equal(nbd_get32(r[0].data), 5);
 	assert_memory_equal(r[0].data + 4, "disk0", 5);
 	assert_int_equal(r[1].type, NBD_REP_ACK);
 
@@ -248,23 +224,23 @@ static void check_go_replies(const struct nbd_buf *out, uint32_t opt,
 		assert_int_equal(r[k].option, opt);
 	assert_int_equal(r[i].type, NBD_REP_INFO);
 	assert_int_equal(r[i].len, 12);
-	assert_int_equal(get16(r[i].data), NBD_INFO_EXPORT);
-	assert_true(get64(r[i].data + 2) == exp->size);
-	assert_int_equal(get16(r[i].data + 10), exp->tx_flags);
+	assert_int_equal(nbd_get16(r[i].data), NBD_INFO_EXPORT);
+	assert_true(nbd_get64(r[i].data + 2) == exp->size);
+	assert_int_equal(nbd_get16(r[i].data + 10), exp->tx_flags);
 	i++;
 	if (want_name) {
 		assert_int_equal(r[i].type, NBD_REP_INFO);
-		assert_int_equal(get16(r[i].data), NBD_INFO_NAME);
+		assert_int_equal(nbd_get16(r[i].data), NBD_INFO_NAME);
 		assert_int_equal(r[i].len, 2 + strlen(exp->name));
 		assert_memory_equal(r[i].data + 2, exp->name, strlen(exp->name));
 		i++;
 	}
 	assert_int_equal(r[i].type, NBD_REP_INFO);
 	assert_int_equal(r[i].len, 14);
-	assert_int_equal(get16(r[i].data), NBD_INFO_BLOCK_SIZE);
-	assert_int_equal(get32(r[i].data + 2), exp->min_block);
-	assert_int_equal(get32(r[i].data + 6), exp->pref_block);
-	assert_int_equal(get32(r[i].data + 10), exp->max_block);
+	assert_int_equal(nbd_get16(r[i].data), NBD_INFO_BLOCK_SIZE);
+	assert_int_equal(nbd_get32(r[i].data + 2), exp->min_block);
+	assert_int_equal(nbd_get32(r[i].data + 6), exp->pref_block);
+	assert_int_equal(nbd_get32(r[i].data + 10), exp->max_block);
 	i++;
 	assert_int_equal(r[i].type, NBD_REP_ACK);
 	assert_int_equal(r[i].len, 0);
@@ -566,9 +542,9 @@ static void test_simple_reply(void **state)
 
 	(void)state;
 	nbd_build_simple_reply(&r, 0xa1b2c3d4e5f60718ull, NBD_ENOSPC);
-	assert_int_equal(get32(p), NBD_SIMPLE_REPLY_MAGIC);
-	assert_int_equal(get32(p + 4), NBD_ENOSPC);
-	assert_true(get64(p + 8) == 0xa1b2c3d4e5f60718ull);
+	assert_int_equal(nbd_get32(p), NBD_SIMPLE_REPLY_MAGIC);
+	assert_int_equal(nbd_get32(p + 4), NBD_ENOSPC);
+	assert_true(nbd_get64(p + 8) == 0xa1b2c3d4e5f60718ull);
 }
 
 static void test_names(void **state)
