@@ -24,7 +24,10 @@ CTRL_PID=
 
 _ctrl_cleanup() {
 	local f pid
-	[ -n "$CTRL_PID" ] && kill -KILL "$CTRL_PID" 2>/dev/null
+	if [ -n "$CTRL_PID" ]; then
+		kill -KILL "$CTRL_PID" 2>/dev/null
+		wait "$CTRL_PID" 2>/dev/null
+	fi
 	# the tapdisks our daemon started, from its state files
 	for f in "$RUN"/disks/*; do
 		[ -f "$f" ] || continue
@@ -59,6 +62,15 @@ start_ctrl() {
 		sleep 0.05
 	done
 	fail "blktapctrl did not answer within 5 s"
+}
+
+# stop_ctrl: SIGTERM; blktapctrl must exit 0 (and ASan-clean) at once.
+stop_ctrl() {
+	kill -TERM "$CTRL_PID" || fail "blktapctrl is gone"
+	wait "$CTRL_PID"
+	local rc=$?
+	CTRL_PID=
+	[ "$rc" = 0 ] || fail "blktapctrl exited with status $rc after SIGTERM"
 }
 
 tapctl() { "$TAPCTL" "$@"; }

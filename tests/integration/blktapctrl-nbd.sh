@@ -94,3 +94,4 @@ kill -0 "$pid3" 2>/dev/null && fail "tapdisk $pid3 still runs"
 [ -e "$RUN/disks/$minor" ] && fail "state file left behind"
 qemu-io -f raw -c 'read -P 0xb2 1M 1M' "$IMG" | grep -q "read 1048576" || fail "image content"
 ok "destroy -p $pid3 -m $minor: tapdisk, socket and state gone; image holds the data"
+stop_ctrl
