@@ -464,9 +464,9 @@ static int add_disk(struct td_disk_config *cfg, const char *s, size_t len,
 static int lex_value(struct lexer *lx, bool is_disk, int depth,
 		     struct td_disk_config *cfg)
 {
-	const char *s;
-	size_t len;
-	struct where at;
+	const char *s = NULL;
+	size_t len = 0;
+	struct where at = { 0, 0 };
 	int ret;
 	char c;
 
