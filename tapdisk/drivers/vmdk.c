@@ -550,8 +550,8 @@ static void cread_done(struct td_iocb *iocb, long res)
 		goto out;
 	}
 	if (e->markers) {
-		vmdk_marker_parse(c->raw, c->raw_len, &m);
-		if (m.lba != c->grain_idx * e->hdr.grain_sectors ||
+		if (vmdk_marker_parse(c->raw, c->raw_len, &m) ||
+		    m.lba != c->grain_idx * e->hdr.grain_sectors ||
 		    m.size > c->raw_len - VMDK_MARKER_HDR || !m.size) {
 			snprintf(why, sizeof(why),
 				 "grain marker (lba %llu, %u bytes) does not fit grain %llu",
@@ -1102,10 +1102,17 @@ static void vmdk_queue_write(struct td_image *img, struct td_req *req)
 static void vmdk_flush(struct td_image *img, struct td_req *req)
 {
 	struct vmdk_image *vi = img->priv;
+	unsigned int i;
 	int err = 0;
 
+	for (i = 0; i < vi->n_ext && (vi->ext[i].fd < 0 || !vi->ext[i].writable); i++)
+		;
+	if (i == vi->n_ext) {
+		td_image_complete_later(img, req, 0);	/* nothing we write to */
+		return;
+	}
 	td_req_hold(req);
-	for (unsigned int i = 0; i < vi->n_ext && !err; i++) {
+	for (; i < vi->n_ext && !err; i++) {
 		struct vmdk_extent *e = &vi->ext[i];
 		struct td_req *c;
 		struct vmdk_io *io;
@@ -1126,13 +1133,6 @@ static void vmdk_flush(struct td_image *img, struct td_req *req)
 		td_iocb_prep(&io->iocb, TD_AIO_FDSYNC, e->fd, NULL, 0, 0, 0,
 			     io_done, io);
 		td_aio_queue(img->ctx->aio, &io->iocb);
-	}
-	/* Nothing to sync still completes on a later turn. */
-	if (!err && req->pending == 1) {
-		td_req_release(req, 0);
-		td_req_hold(req);
-		td_image_complete_later(img, req, 0);
-		return;
 	}
 	td_req_release(req, err);
 }
