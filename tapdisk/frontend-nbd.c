@@ -437,7 +437,7 @@ static void conn_flush(struct nbd_conn *c)
 				tx->off += n;
 				break;
 			}
-			n -= left;
+			n -= (ssize_t)left;
 			c->tx_head = tx->next;
 			if (!c->tx_head)
 				c->tx_tail = &c->tx_head;
@@ -585,7 +585,7 @@ static int rx_fill(struct nbd_conn *c)
 	}
 	n = conn_recv(c, c->rxbuf + c->rx_end, RXBUF_SIZE - c->rx_end);
 	if (n <= 0)
-		return n;
+		return (int)n;
 	c->rx_end += n;
 	return 1;
 }
@@ -622,14 +622,14 @@ static int rx_payload(struct nbd_conn *c)
 			/* Big data: straight into its buffer, no copy. */
 			n = conn_recv(c, c->pl_dst + c->pl_got, c->pl_left);
 			if (n <= 0)
-				return n;
+				return (int)n;
 			c->pl_got += n;
 			c->pl_left -= n;
 			continue;
 		}
 		n = rx_fill(c);
 		if (n <= 0)
-			return n;
+			return (int)n;
 	}
 	return 1;
 }
@@ -814,6 +814,8 @@ static void conn_read(struct nbd_conn *c)
 		[RX_CLIENT_FLAGS] = 4,
 		[RX_OPT_HDR] = sizeof(struct nbd_opt_hdr),
 		[RX_REQ_HDR] = sizeof(struct nbd_request),
+		[RX_PAYLOAD] = 0,
+		[RX_NONE] = 0,
 	};
 
 	while (conn_wants_read(c)) {
@@ -971,7 +973,7 @@ static void on_accept(struct td_event *ev, uint32_t events, void *arg)
 
 	(void)events;
 	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
 		socklen_t slen = sizeof(ss);
 		char peer[160];
 		int fd, one = 1;

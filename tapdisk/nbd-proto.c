@@ -167,7 +167,7 @@ static int handle_info(const struct nbd_export *exp, uint32_t option,
 				 "no such export") < 0 ? -ENOMEM :
 			NBD_OPT_RES_CONTINUE;
 	for (i = 0; i < nreq; i++) {
-		uint16_t t = nbd_get16(data + 6 + namelen + 2u * i);
+		uint16_t t = nbd_get16(data + 6 + namelen + 2 * (size_t)i);
 
 		want_name |= t == NBD_INFO_NAME;
 		want_desc |= t == NBD_INFO_DESCRIPTION;

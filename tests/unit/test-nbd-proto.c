@@ -88,7 +88,7 @@ static size_t info_data(uint8_t *buf, const char *name,
 
 static void test_greeting(void **state)
 {
-	struct nbd_greeting g;
+	struct nbd_greeting g = { 0 };
 	const uint8_t *p = (const uint8_t *)&g;
 
 	(void)state;
@@ -537,7 +537,7 @@ static void test_block_sizes(void **state)
 
 static void test_simple_reply(void **state)
 {
-	struct nbd_simple_reply r;
+	struct nbd_simple_reply r = { 0 };
 	const uint8_t *p = (const uint8_t *)&r;
 
 	(void)state;
