@@ -2,10 +2,10 @@
 # tapdisk's NBD server with real clients, for each driver (aio, sync, ram):
 # patterns written with qemu-io (aligned, unaligned, zeroes) checked with
 # qemu-io and `qemu-img compare` against a reference file written the same
-# way; nbdinfo (size, export list); fio with crc32c verification; nbdcopy in
-# and out over several connections; a clean SIGTERM (exit 0, socket removed)
-# after which aio and sync have the data in the file and ram has left it
-# alone. aio is also served on TCP.
+# way; qemu-img info and convert; nbdinfo (size, export list); fio with
+# crc32c verification; nbdcopy in and out over several connections; a clean
+# SIGTERM (exit 0, socket removed) after which aio and sync have the data in
+# the file and ram has left it alone. aio is also served on TCP.
 set -u
 . "$(dirname "$0")/lib.sh"
 need qemu-img qemu-io nbdinfo nbdcopy fio cmp
@@ -63,6 +63,14 @@ for drv in aio sync ram; do
 	qemu-img compare -q -f raw -F raw "$(uri $drv)" "$ref" ||
 		fail "$drv: qemu-img compare via the empty export name"
 	ok "$drv: qemu-io patterns and qemu-img compare"
+
+	qemu-img info -f raw "$u" | grep -q "virtual size: 64 MiB" ||
+		fail "$drv: qemu-img info"
+	qemu-img convert -f raw -O raw "$u" "$WORK/$drv.conv" ||
+		fail "$drv: qemu-img convert from NBD"
+	cmp -s "$WORK/$drv.conv" "$ref" || fail "$drv: qemu-img convert output differs"
+	rm -f "$WORK/$drv.conv"
+	ok "$drv: qemu-img info and convert"
 
 	if [ $drv = aio ]; then
 		t="nbd://127.0.0.1:$port/disk"
