@@ -83,7 +83,10 @@ out_unlock:
 /* With blktap_taps_lock held and no tapdisk attached. */
 static void blktap_release_tap(struct blktap *tap)
 {
+	mutex_lock(&tap->lock);
 	blktap_device_destroy(tap, NULL);
+	mutex_unlock(&tap->lock);
+	cancel_delayed_work_sync(&tap->timeout_work);
 	blktap_taps[tap->minor] = NULL;
 	blktap_ring_destroy(tap);
 	kfree(tap);

@@ -229,6 +229,12 @@ int blktap_device_create(struct blktap *tap,
 	if (err)
 		goto out_disk;
 	tap->disk = disk;
+
+	/* created by a process that has not mapped the ring (yet) */
+	spin_lock_irq(&tap->slock);
+	if (!tap->vma)
+		blktap_device_detached(tap);
+	spin_unlock_irq(&tap->slock);
 	return 0;
 
 out_disk:

@@ -41,6 +41,11 @@ static void blktap_vma_close(struct vm_area_struct *vma)
 
 	/* The PTEs are gone already; what tapdisk held is replayed later. */
 	spin_lock_irq(&tap->slock);
+	if (tap->vma != vma) {
+		/* the copy a refused mremap() made and now unmaps */
+		spin_unlock_irq(&tap->slock);
+		return;
+	}
 	for (i = 0; i < BLKTAP_RING_SLOTS; i++) {
 		slot = &tap->slots[i];
 		memset(slot->map, BLKTAP_MAP_NONE, sizeof(slot->map));
@@ -89,11 +94,18 @@ static int blktap_vma_may_split(struct vm_area_struct *vma, unsigned long addr)
 	return -EINVAL;
 }
 
+/* The kernel tracks the mapping by its VMA: it must not move. */
+static int blktap_vma_mremap(struct vm_area_struct *vma)
+{
+	return -EINVAL;
+}
+
 static const struct vm_operations_struct blktap_vm_ops = {
 	.close		= blktap_vma_close,
 	.fault		= blktap_vma_fault,
 	.page_mkwrite	= blktap_vma_mkwrite,
 	.may_split	= blktap_vma_may_split,
+	.mremap		= blktap_vma_mremap,
 };
 
 static int blktap_ring_mmap(struct file *file, struct vm_area_struct *vma)

@@ -419,6 +419,16 @@ static int cmd_abi(unsigned int minor)
 		}
 		bad += expect_errno("partial munmap",
 				    munmap((char *)m + 4096, 4096), EINVAL);
+		m2 = mmap(NULL, BLKTAP_MMAP_SIZE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		bad += expect_errno("mremap move",
+				    mremap(m, BLKTAP_MMAP_SIZE, BLKTAP_MMAP_SIZE,
+					   MREMAP_MAYMOVE | MREMAP_FIXED, m2) ==
+				    MAP_FAILED ? -1 : 0, EINVAL);
+		if (ioctl(fd, BLKTAP_IOCTL_KICK) != 0) {
+			fprintf(stderr, "tapctl: abi: kick after refused mremap\n");
+			bad++;
+		}
 		munmap(m, BLKTAP_MMAP_SIZE);
 	}
 	close(fd);
