@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Unit tests for libblktap/control-client.c: payload building and decoding,
- * headers, malformed input, and a round trip over a socketpair.
+ * Unit tests for the control protocol: libblktap/control-client.c (payload
+ * building and decoding, headers, malformed input, a round trip over a
+ * socketpair) and tapdisk/control.c (tapdisk's control socket: stats,
+ * pause that waits for in-flight I/O, unpause, refusals).
  */
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "util.h"
+#include "aio.h"
 #include "blktap/control.h"
+#include "control.h"
+#include "image.h"
 
 static void test_build_and_decode(void **state)
 {
@@ -187,6 +193,201 @@ static void test_connect_missing(void **state)
 	assert_int_equal(blktap_ctl_connect(longpath), -ENAMETOOLONG);
 }
 
+/* --- tapdisk/control.c --- */
+
+struct fake_fe {
+	unsigned int inflight;
+	int quiesced, resumed;
+};
+
+static void fe_quiesce(void *arg) { ((struct fake_fe *)arg)->quiesced++; }
+static void fe_resume(void *arg) { ((struct fake_fe *)arg)->resumed++; }
+static unsigned int fe_inflight(void *arg) { return ((struct fake_fe *)arg)->inflight; }
+
+struct td_fixture {
+	struct td_loop *loop;
+	struct td_aio *aio;
+	struct td_ctx ctx;
+	struct td_opts opts;
+	struct td_image *img;
+	struct td_control *ctl;
+	char path[64];
+};
+
+static int td_setup(void **state)
+{
+	struct td_fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->loop = td_loop_create();
+	f->aio = td_aio_create(f->loop, 16);
+	td_ctx_init(&f->ctx, f->loop, f->aio);
+	f->opts.ram_limit = 1u << 20;
+	f->opts.ram_size = 1u << 20;
+	f->ctx.opts = &f->opts;
+	assert_int_equal(td_image_open(&f->ctx, "ram:/nonexistent/ram", 0, &f->img), 0);
+	snprintf(f->path, sizeof(f->path), "/tmp/blktap-unit-ctl.%d", (int)getpid());
+	f->ctl = td_control_create(&f->ctx, f->img, f->path);
+	assert_non_null(f->ctl);
+	*state = f;
+	return 0;
+}
+
+static int td_teardown(void **state)
+{
+	struct td_fixture *f = *state;
+
+	td_control_destroy(f->ctl);
+	assert_int_equal(access(f->path, F_OK), -1);
+	td_image_close(f->img);
+	td_aio_destroy(f->aio);
+	td_loop_destroy(f->loop);
+	free(f);
+	return 0;
+}
+
+/* Send @op on a new connection; returns the fd (reply not read yet). */
+static int td_request(struct td_fixture *f, uint16_t op)
+{
+	int fd = blktap_ctl_connect(f->path);
+
+	assert_true(fd >= 0);
+	assert_int_equal(blktap_ctl_send(fd, op, 0, NULL), 0);
+	return fd;
+}
+
+/* Run the loop until @fd is readable (at most @turns turns); true if so. */
+static bool td_wait_reply(struct td_fixture *f, int fd, int turns)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (int i = 0; i < turns; i++) {
+		if (poll(&p, 1, 0) > 0)
+			return true;
+		assert_true(td_loop_run_once(f->loop, 2) >= 0);
+	}
+	return poll(&p, 1, 0) > 0;
+}
+
+static void td_call(struct td_fixture *f, uint16_t op, struct blktap_ctl_msg *m)
+{
+	int fd = td_request(f, op);
+
+	assert_true(td_wait_reply(f, fd, 1000));
+	assert_int_equal(blktap_ctl_recv(fd, m), 0);
+	close(fd);
+}
+
+static void test_tapdisk_stats(void **state)
+{
+	struct td_fixture *f = *state;
+	struct blktap_ctl_msg m;
+	uint64_t v;
+
+	td_call(f, BLKTAP_CTL_OP_STATS, &m);
+	assert_int_equal(m.status, 0);
+	assert_int_equal(m.op, BLKTAP_CTL_OP_STATS);
+	assert_int_equal(blktap_ctl_get_u64(&m.rec[0], "size", &v), 0);
+	assert_int_equal(v, 1u << 20);
+	assert_int_equal(blktap_ctl_get_u64(&m.rec[0], "requests", &v), 0);
+	assert_int_equal(blktap_ctl_get_u64(&m.rec[0], "paused", &v), 0);
+	assert_int_equal(v, 0);
+	assert_string_equal(blktap_ctl_get(&m.rec[0], "image"), "ram:/nonexistent/ram");
+	blktap_ctl_msg_free(&m);
+
+	td_call(f, BLKTAP_CTL_OP_CHECK, &m);
+	assert_int_equal(m.status, 0);
+	blktap_ctl_msg_free(&m);
+}
+
+static void test_tapdisk_refusals(void **state)
+{
+	struct td_fixture *f = *state;
+	struct blktap_ctl_msg m;
+	struct blktap_ctl_hdr h;
+	char c;
+	int fd;
+
+	/* no frontend hooks: pause is not supported */
+	td_call(f, BLKTAP_CTL_OP_PAUSE, &m);
+	assert_int_equal(m.status, -EOPNOTSUPP);
+	assert_non_null(strstr(blktap_ctl_get(&m.rec[0], "error"), "cannot pause"));
+	blktap_ctl_msg_free(&m);
+	/* a daemon-only op */
+	td_call(f, BLKTAP_CTL_OP_LIST, &m);
+	assert_int_equal(m.status, -EOPNOTSUPP);
+	blktap_ctl_msg_free(&m);
+	/* a bad header: hung up on, the loop goes on */
+	fd = blktap_ctl_connect(f->path);
+	assert_true(fd >= 0);
+	blktap_ctl_hdr_init(&h, BLKTAP_CTL_OP_STATS, 0, 0);
+	h.magic = 0;
+	assert_int_equal(write(fd, &h, sizeof(h)), sizeof(h));
+	assert_true(td_wait_reply(f, fd, 1000));
+	assert_int_equal(read(fd, &c, 1), 0);
+	close(fd);
+	/* a client that goes away mid-request */
+	fd = blktap_ctl_connect(f->path);
+	assert_int_equal(write(fd, &h, 4), 4);
+	close(fd);
+	for (int i = 0; i < 10; i++)
+		td_loop_run_once(f->loop, 1);
+	td_call(f, BLKTAP_CTL_OP_STATS, &m);
+	assert_int_equal(m.status, 0);
+	blktap_ctl_msg_free(&m);
+}
+
+static void test_tapdisk_pause(void **state)
+{
+	struct td_fixture *f = *state;
+	struct fake_fe fe = { .inflight = 2 };
+	struct td_control_frontend hooks = {
+		.quiesce = fe_quiesce, .resume = fe_resume,
+		.inflight = fe_inflight, .arg = &fe,
+	};
+	struct blktap_ctl_msg m;
+	uint64_t v;
+	int fd;
+
+	td_control_set_frontend(f->ctl, &hooks);
+	fd = td_request(f, BLKTAP_CTL_OP_PAUSE);
+	/* quiesced at once, but no answer while requests are in flight */
+	assert_false(td_wait_reply(f, fd, 30));
+	assert_int_equal(fe.quiesced, 1);
+	/* stats still answer meanwhile */
+	td_call(f, BLKTAP_CTL_OP_STATS, &m);
+	assert_int_equal(blktap_ctl_get_u64(&m.rec[0], "inflight", &v), 0);
+	assert_int_equal(v, 2);
+	blktap_ctl_msg_free(&m);
+	fe.inflight = 0;
+	assert_true(td_wait_reply(f, fd, 1000));
+	assert_int_equal(blktap_ctl_recv(fd, &m), 0);
+	assert_int_equal(m.status, 0);
+	assert_int_equal(blktap_ctl_get_u64(&m.rec[0], "paused", &v), 0);
+	assert_int_equal(v, 1);
+	blktap_ctl_msg_free(&m);
+	close(fd);
+
+	/* pausing again answers at once; unpause resumes once */
+	td_call(f, BLKTAP_CTL_OP_PAUSE, &m);
+	assert_int_equal(m.status, 0);
+	assert_int_equal(fe.quiesced, 1);
+	blktap_ctl_msg_free(&m);
+	td_call(f, BLKTAP_CTL_OP_UNPAUSE, &m);
+	assert_int_equal(m.status, 0);
+	assert_int_equal(fe.resumed, 1);
+	blktap_ctl_msg_free(&m);
+	td_call(f, BLKTAP_CTL_OP_UNPAUSE, &m);
+	assert_int_equal(fe.resumed, 1);
+	blktap_ctl_msg_free(&m);
+
+	/* a PAUSE still draining at destroy time is dropped cleanly */
+	fe.inflight = 1;
+	fd = td_request(f, BLKTAP_CTL_OP_PAUSE);
+	assert_false(td_wait_reply(f, fd, 5));
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +397,9 @@ int main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_socket_round_trip),
 		cmocka_unit_test(test_connect_missing),
+		cmocka_unit_test_setup_teardown(test_tapdisk_stats, td_setup, td_teardown),
+		cmocka_unit_test_setup_teardown(test_tapdisk_refusals, td_setup, td_teardown),
+		cmocka_unit_test_setup_teardown(test_tapdisk_pause, td_setup, td_teardown),
 	};
 
 	return cmocka_run_group_tests_name("control", tests, NULL, NULL);
