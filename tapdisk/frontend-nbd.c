@@ -1096,30 +1096,6 @@ out_close:
 	return err;
 }
 
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into host (NULL: any) and port. */
-static int split_hostport(char *s, char **host, char **port)
-{
-	char *colon;
-
-	if (s[0] == '[') {
-		char *end = strchr(s, ']');
-
-		if (!end || end[1] != ':')
-			return -EINVAL;
-		*end = '\0';
-		*host = s + 1;
-		*port = end + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || strchr(s, ':') != colon)
-			return -EINVAL;	/* no port, or a bare IPv6 address */
-		*colon = '\0';
-		*host = s[0] ? s : NULL;
-		*port = colon + 1;
-	}
-	return **port ? 0 : -EINVAL;
-}
-
 static int listen_tcp(struct td_nbd_server *srv, const char *addr)
 {
 	struct addrinfo hints = {
@@ -1133,7 +1109,7 @@ static int listen_tcp(struct td_nbd_server *srv, const char *addr)
 
 	if (!copy)
 		goto out;
-	if (split_hostport(copy, &host, &port)) {
+	if (nbd_split_hostport(copy, &host, &port)) {
 		td_log_err("nbd: TCP address '%s': expected HOST:PORT, [IPV6]:PORT or :PORT",
 			   addr);
 		err = -EINVAL;

@@ -391,6 +391,29 @@ void nbd_build_simple_reply(struct nbd_simple_reply *rep, uint64_t cookie,
 	rep->cookie = htobe64(cookie);
 }
 
+int nbd_split_hostport(char *s, char **host, char **port)
+{
+	char *colon;
+
+	if (s[0] == '[') {
+		char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		*end = '\0';
+		*host = s + 1;
+		*port = end + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || strchr(s, ':') != colon)
+			return -EINVAL;
+		*colon = '\0';
+		*host = s[0] ? s : NULL;
+		*port = colon + 1;
+	}
+	return **port ? 0 : -EINVAL;
+}
+
 const char *nbd_cmd_name(uint16_t type)
 {
 	static const char *const names[] = {

@@ -146,6 +146,13 @@ uint32_t nbd_errno_to_wire(int err);
 void nbd_build_simple_reply(struct nbd_simple_reply *rep, uint64_t cookie,
 			    uint32_t error);
 
+/*
+ * Split a TCP address "HOST:PORT", "[V6]:PORT" or ":PORT" in place into
+ * @host (NULL: any address) and @port. 0, or -EINVAL for other forms
+ * (including a bare IPv6 address, which needs the brackets).
+ */
+int nbd_split_hostport(char *s, char **host, char **port);
+
 /* For messages: "NBD_CMD_READ", "NBD_OPT_GO", ... or "unknown". */
 const char *nbd_cmd_name(uint16_t type);
 const char *nbd_opt_name(uint32_t option);

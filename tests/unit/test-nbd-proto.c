@@ -558,6 +558,42 @@ static void test_names(void **state)
 	assert_string_equal(nbd_opt_name(0xffffffffu), "unknown");
 }
 
+static void test_split_hostport(void **state)
+{
+	static const struct { const char *in, *host, *port; } ok[] = {
+		{ "127.0.0.1:10809", "127.0.0.1", "10809" },
+		{ "localhost:nbd", "localhost", "nbd" },
+		{ ":10809", NULL, "10809" },
+		{ "[::1]:10809", "::1", "10809" },
+		{ "[::]:1", "::", "1" },
+		{ "[fe80::1%eth0]:99", "fe80::1%eth0", "99" },
+	};
+	static const char *const bad[] = {
+		"", "10809", "host", "host:", ":", "::1:10809", "[::1]",
+		"[::1]10809", "[::1:10809", "[::1]:", "a:b:c",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char buf[64], *host, *port;
+
+		strcpy(buf, ok[i].in);
+		assert_int_equal(nbd_split_hostport(buf, &host, &port), 0);
+		if (ok[i].host)
+			assert_string_equal(host, ok[i].host);
+		else
+			assert_null(host);
+		assert_string_equal(port, ok[i].port);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char buf[64], *host, *port;
+
+		strcpy(buf, bad[i]);
+		if (nbd_split_hostport(buf, &host, &port) != -EINVAL)
+			fail_msg("'%s' accepted", bad[i]);
+	}
+}
+
 static void test_buf(void **state)
 {
 	struct nbd_buf b = { 0 };
@@ -596,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_block_sizes),
 		cmocka_unit_test(test_simple_reply),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_split_hostport),
 		cmocka_unit_test(test_buf),
 	};
 
