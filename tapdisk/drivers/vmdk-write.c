@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Writes to a vmdk image (see vmdk.c). Allocated grains and flat extents
+ * are written in place. An unallocated grain gets a whole new grain at the
+ * end of its extent file: the data (with the rest of the grain copied from
+ * the parent, or zeros) is written first, then the grain table entry in
+ * both copies, then, if the grain table itself was new, the grain
+ * directory entry in both copies. Each step waits for the previous one, so
+ * a table never points at data that has not been written.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blktap/log.h"
+#include "vmdk.h"
+
+/* ---- writes ---- */
+
+enum alloc_stage { STAGE_COW, STAGE_DATA, STAGE_GT, STAGE_GD };
+
+/*
+ * One grain being allocated. Writes to the same grain, or to any grain of
+ * a grain table being allocated, wait on it and are sent again once it is
+ * done, so that each grain and each table is allocated once.
+ */
+struct vmdk_alloc {
+	struct vmdk_alloc *next;
+	struct td_image *img;
+	struct vmdk_extent *ext;
+	struct td_req *req;		/* the write that allocates */
+	struct td_req *waiters;		/* linked through drv_arg */
+	uint64_t grain_idx;
+	uint32_t gd_idx;
+	bool new_gt;
+	uint64_t data_off, gt_off, rgt_off;	/* bytes; rgt_off 0: no copy */
+	uint32_t *new_table;
+	void *buf;			/* the whole grain, for copy-on-write */
+	void *zero_gt;
+	uint8_t gte_le[4], gde_le[4], rgde_le[4];
+	enum alloc_stage stage;
+	int pending, err;
+	struct td_iocb io[3];
+};
+
+static void write_grain(struct td_image *img, struct vmdk_extent *e,
+			struct td_req *c);
+
+static void alloc_finish(struct vmdk_alloc *al, int err)
+{
+	struct vmdk_extent *e = al->ext;
+	struct td_image *img = al->img;
+	uint32_t per = e->hdr.gtes_per_gt;
+	struct td_req *w = al->waiters;
+	struct vmdk_alloc **pp;
+
+	for (pp = &e->allocs; *pp != al; pp = &(*pp)->next)
+		;
+	*pp = al->next;
+	if (!err) {
+		if (al->new_gt) {
+			e->gd[al->gd_idx] = (uint32_t)(al->gt_off / VMDK_SECTOR);
+			if (e->rgd)
+				e->rgd[al->gd_idx] = (uint32_t)(al->rgt_off / VMDK_SECTOR);
+			e->gt[al->gd_idx] = al->new_table;
+			al->new_table = NULL;
+		}
+		e->gt[al->gd_idx][al->grain_idx % per] =
+			(uint32_t)(al->data_off / VMDK_SECTOR);
+		if (e->eof < al->data_off + e->grain)
+			e->eof = al->data_off + e->grain;
+	} else {
+		img->errors++;
+		td_log_err("%s: %s: allocating grain %llu: %s", img->name, e->path,
+			   (unsigned long long)al->grain_idx, strerror(-err));
+	}
+	free(al->new_table);
+	free(al->buf);
+	free(al->zero_gt);
+	td_req_complete(al->req, err);
+	free(al);
+	while (w) {
+		struct td_req *next = w->drv_arg;
+
+		write_grain(img, e, w);
+		w = next;
+	}
+}
+
+static void alloc_step(struct vmdk_alloc *al);
+
+static void alloc_io_done(struct td_iocb *iocb, long res)
+{
+	struct vmdk_alloc *al = iocb->arg;
+
+	if (res < 0 && !al->err)
+		al->err = (int)res;
+	if (--al->pending == 0)
+		alloc_step(al);
+}
+
+static void alloc_write(struct vmdk_alloc *al, const void *buf, size_t len,
+			uint64_t off)
+{
+	struct td_iocb *io = &al->io[al->pending++];
+
+	td_iocb_prep_buf(io, TD_AIO_WRITE, al->ext->fd, (void *)buf, len, off, 0,
+			 alloc_io_done, al);
+	td_aio_queue(al->img->ctx->aio, io);
+}
+
+/* Start the next stage once everything of the current one has completed. */
+static void alloc_step(struct vmdk_alloc *al)
+{
+	struct vmdk_extent *e = al->ext;
+	uint64_t gte_at = (al->grain_idx % e->hdr.gtes_per_gt) * 4;
+	uint64_t gde_at = (uint64_t)al->gd_idx * 4;
+
+	if (al->err) {
+		alloc_finish(al, al->err);
+		return;
+	}
+	switch (al->stage) {
+	case STAGE_COW:
+		al->stage = STAGE_DATA;
+		if (al->buf) {
+			alloc_write(al, al->buf, e->grain, al->data_off);
+		} else {
+			struct td_iocb *io = &al->io[al->pending++];
+
+			td_iocb_prep(io, TD_AIO_WRITE, e->fd, al->req->iov,
+				     al->req->niov, al->data_off, 0, alloc_io_done, al);
+			td_aio_queue(al->img->ctx->aio, io);
+		}
+		if (al->new_gt) {
+			alloc_write(al, al->zero_gt, e->gt_bytes, al->gt_off);
+			if (al->rgt_off)
+				alloc_write(al, al->zero_gt, e->gt_bytes, al->rgt_off);
+		}
+		break;
+	case STAGE_DATA:
+		al->stage = STAGE_GT;
+		alloc_write(al, al->gte_le, 4, al->gt_off + gte_at);
+		if (al->rgt_off)
+			alloc_write(al, al->gte_le, 4, al->rgt_off + gte_at);
+		break;
+	case STAGE_GT:
+		if (!al->new_gt) {
+			alloc_finish(al, 0);
+			break;
+		}
+		al->stage = STAGE_GD;
+		alloc_write(al, al->gde_le, 4, e->hdr.gd_offset * VMDK_SECTOR + gde_at);
+		if (al->rgt_off)
+			alloc_write(al, al->rgde_le, 4,
+				    e->hdr.rgd_offset * VMDK_SECTOR + gde_at);
+		break;
+	case STAGE_GD:
+		alloc_finish(al, 0);
+		break;
+	}
+}
+
+/* The old contents of the grain are in al->buf: lay the new data over them. */
+static void cow_merge(struct vmdk_alloc *al, int err)
+{
+	struct vmdk_extent *e = al->ext;
+	uint64_t vstart = e->start + al->grain_idx * e->grain;
+
+	if (err && !al->err)
+		al->err = err;
+	if (!al->err)
+		td_iov_to_buf(al->req->iov, al->req->niov, 0,
+			      (char *)al->buf + (al->req->off - vstart), al->req->len);
+	alloc_step(al);
+}
+
+static void cow_read_done(struct td_req *r, int err)
+{
+	struct vmdk_alloc *al = r->arg;
+
+	td_req_free(r);
+	cow_merge(al, err);
+}
+
+/* Read what the grain held before (parent or zeros) under the new data. */
+static void alloc_cow(struct vmdk_alloc *al, uint32_t old_gte)
+{
+	struct vmdk_extent *e = al->ext;
+	uint64_t vstart = e->start + al->grain_idx * e->grain;
+	uint64_t vend = vstart + e->grain;
+	struct td_req *r;
+
+	if (vend > e->start + e->len)
+		vend = e->start + e->len;
+	memset((char *)al->buf + (vend - vstart), 0, e->grain - (vend - vstart));
+	if (gte_kind(e, old_gte) == RUN_ZERO || !al->img->parent) {
+		memset(al->buf, 0, vend - vstart);
+		cow_merge(al, 0);
+		return;
+	}
+	r = td_req_new(TD_OP_READ, vstart, vend - vstart, NULL, 0, cow_read_done, al);
+	if (!r) {
+		al->err = -ENOMEM;
+		alloc_step(al);
+		return;
+	}
+	r->iov = r->iov_inline;
+	r->niov = 1;
+	r->iov_inline[0].iov_base = al->buf;
+	r->iov_inline[0].iov_len = vend - vstart;
+	td_image_read_parent(al->img, r);
+}
+
+static void start_alloc(struct td_image *img, struct vmdk_extent *e,
+			struct td_req *c, uint64_t g, uint32_t old_gte)
+{
+	uint32_t per = e->hdr.gtes_per_gt;
+	struct vmdk_alloc *al = calloc(1, sizeof(*al));
+	uint64_t need;
+
+	if (!al)
+		goto nomem;
+	al->img = img;
+	al->ext = e;
+	al->req = c;
+	al->grain_idx = g;
+	al->gd_idx = (uint32_t)(g / per);
+	al->new_gt = !e->gt[al->gd_idx];
+	need = e->grain + (al->new_gt ? 2ull * e->gt_bytes : 0);
+	if (e->alloc + need > (uint64_t)UINT32_MAX * VMDK_SECTOR) {
+		td_log_err("%s: %s: the extent is full (sparse extents hold at most 2 TiB)",
+			   img->name, e->path);
+		free(al);
+		td_image_complete_later(img, c, -ENOSPC);
+		return;
+	}
+	if (al->new_gt) {
+		al->new_table = calloc(per, sizeof(uint32_t));
+		al->zero_gt = calloc(1, e->gt_bytes);
+		if (!al->new_table || !al->zero_gt)
+			goto nomem_free;
+		al->gt_off = e->alloc;
+		e->alloc += e->gt_bytes;
+		if (e->rgd) {
+			al->rgt_off = e->alloc;
+			e->alloc += e->gt_bytes;
+		}
+	} else {
+		al->gt_off = (uint64_t)e->gd[al->gd_idx] * VMDK_SECTOR;
+		if (e->rgd && e->rgd[al->gd_idx])
+			al->rgt_off = (uint64_t)e->rgd[al->gd_idx] * VMDK_SECTOR;
+	}
+	if (c->len != e->grain && !(al->buf = malloc(e->grain)))
+		goto nomem_free;
+	al->data_off = e->alloc;
+	e->alloc += e->grain;
+	vmdk_put_le32(al->gte_le, (uint32_t)(al->data_off / VMDK_SECTOR));
+	vmdk_put_le32(al->gde_le, (uint32_t)(al->gt_off / VMDK_SECTOR));
+	vmdk_put_le32(al->rgde_le, (uint32_t)(al->rgt_off / VMDK_SECTOR));
+	al->next = e->allocs;
+	e->allocs = al;
+	if (al->buf)
+		alloc_cow(al, old_gte);
+	else
+		alloc_step(al);
+	return;
+
+nomem_free:
+	free(al->new_table);
+	free(al->zero_gt);
+	free(al);
+nomem:
+	td_image_complete_later(img, c, -ENOMEM);
+}
+
+/* Write @c, which lies inside one grain. */
+static void write_grain(struct td_image *img, struct vmdk_extent *e,
+			struct td_req *c)
+{
+	uint64_t rel = c->off - e->start, g = rel / e->grain;
+	uint32_t gte = gte_get(e, g);
+
+	if (gte_kind(e, gte) == RUN_DATA) {
+		vmdk_io_file(img, e, c, TD_AIO_WRITE, (uint64_t)gte * VMDK_SECTOR + rel % e->grain);
+		return;
+	}
+	for (struct vmdk_alloc *al = e->allocs; al; al = al->next) {
+		if (al->grain_idx == g ||
+		    (al->new_gt && al->gd_idx == g / e->hdr.gtes_per_gt)) {
+			struct td_req **pp = &al->waiters;
+
+			while (*pp)
+				pp = (struct td_req **)&(*pp)->drv_arg;
+			c->drv_arg = NULL;
+			*pp = c;
+			return;
+		}
+	}
+	start_alloc(img, e, c, g, gte);
+}
+
+static void sparse_write(struct td_image *img, struct vmdk_extent *e,
+			 struct td_req *req, uint64_t a, uint64_t b, int *err)
+{
+	while (a < b && !*err) {
+		enum run_kind kind;
+		uint64_t host, end = vmdk_sparse_run(e, a, b, &kind, &host);
+		struct td_req *c;
+
+		if (kind != RUN_DATA) {
+			/* Unallocated: one grain at a time. */
+			end = e->start + ((a - e->start) / e->grain + 1) * e->grain;
+			if (end > b)
+				end = b;
+		}
+		c = vmdk_piece(req, a, end);
+		if (!c) {
+			*err = -ENOMEM;
+			return;
+		}
+		if (kind == RUN_DATA)
+			vmdk_io_file(img, e, c, TD_AIO_WRITE, host);
+		else
+			write_grain(img, e, c);
+		a = end;
+	}
+}
+
+static void extent_write(struct td_image *img, struct vmdk_extent *e,
+			 struct td_req *req, uint64_t a, uint64_t b, int *err)
+{
+	struct td_req *c;
+
+	if (!e->writable || e->type == VMDK_EXT_ZERO) {
+		td_log_err("%s: write at %llu: the extent %s is read-only",
+			   img->name, (unsigned long long)a,
+			   e->path ? e->path : "(ZERO)");
+		*err = -EROFS;
+		return;
+	}
+	if (e->type == VMDK_EXT_SPARSE) {
+		sparse_write(img, e, req, a, b, err);
+		return;
+	}
+	c = vmdk_piece(req, a, b);
+	if (!c) {
+		*err = -ENOMEM;
+		return;
+	}
+	vmdk_io_file(img, e, c, TD_AIO_WRITE, e->flat_off + (a - e->start));
+}
+
+void vmdk_queue_write(struct td_image *img, struct td_req *req)
+{
+	vmdk_for_extents(img, req, extent_write);
+}
+

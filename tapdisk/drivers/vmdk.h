@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the three files of the vmdk driver share: vmdk-open.c (descriptor,
+ * extents and metadata at open; backing chains), vmdk.c (reads, flush, the
+ * driver table) and vmdk-write.c (writes and grain allocation).
+ */
+#ifndef TAPDISK_DRIVERS_VMDK_H
+#define TAPDISK_DRIVERS_VMDK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aio.h"
+#include "image.h"
+#include "vmdk-format.h"
+
+struct vmdk_alloc;
+
+struct vmdk_extent {
+	enum vmdk_ext_type type;
+	bool writable;
+	bool noaccess;
+	char *path;
+	int fd;
+	uint64_t start, len;		/* bytes of the virtual disk */
+	uint64_t flat_off;		/* FLAT: bytes into the file */
+
+	/* SPARSE */
+	struct vmdk_header hdr;
+	uint64_t grain;			/* bytes */
+	uint32_t gt_bytes;		/* one table, rounded up to sectors */
+	uint32_t *gd, *rgd;		/* sectors; rgd NULL if there is none */
+	uint32_t **gt;			/* per GD entry; NULL: not allocated */
+	uint64_t eof;			/* bytes the file holds */
+	uint64_t alloc;			/* where the next grain goes */
+	bool compressed, markers, zero_grain;
+	struct vmdk_alloc *allocs;	/* grain allocations in flight */
+
+	/* the last inflated grain of a compressed extent */
+	void *cache;
+	uint64_t cache_grain;
+	bool cache_valid;
+};
+
+struct vmdk_image {
+	struct vmdk_desc desc;
+	char *dir;			/* the descriptor's directory */
+	struct vmdk_extent *ext;
+	unsigned int n_ext;
+};
+
+extern const struct td_driver td_driver_vmdk;
+
+/* vmdk-open.c */
+int vmdk_open(struct td_image *img, const char *path, unsigned int flags);
+void vmdk_close(struct td_image *img);
+int vmdk_get_parent(struct td_image *img, char *buf, size_t buflen);
+int vmdk_validate_parent(struct td_image *img, struct td_image *parent);
+
+/* vmdk.c */
+enum run_kind { RUN_PARENT, RUN_ZERO, RUN_DATA, RUN_COMPRESSED };
+
+static inline uint32_t gte_get(const struct vmdk_extent *e, uint64_t g)
+{
+	uint64_t t = g / e->hdr.gtes_per_gt;
+
+	if (t >= e->hdr.gd_entries || !e->gt[t])
+		return 0;
+	return e->gt[t][g % e->hdr.gtes_per_gt];
+}
+
+static inline enum run_kind gte_kind(const struct vmdk_extent *e, uint32_t gte)
+{
+	if (!gte)
+		return RUN_PARENT;
+	if (gte == 1 && e->zero_grain)
+		return RUN_ZERO;
+	return e->compressed ? RUN_COMPRESSED : RUN_DATA;
+}
+
+typedef void (*vmdk_extent_fn)(struct td_image *img, struct vmdk_extent *e,
+			       struct td_req *req, uint64_t a, uint64_t b,
+			       int *err);
+
+void vmdk_io_file(struct td_image *img, struct vmdk_extent *e,
+		  struct td_req *req, enum td_aio_op op, uint64_t off);
+struct td_req *vmdk_piece(struct td_req *req, uint64_t a, uint64_t b);
+uint64_t vmdk_sparse_run(const struct vmdk_extent *e, uint64_t a, uint64_t b,
+			 enum run_kind *kind, uint64_t *host);
+void vmdk_for_extents(struct td_image *img, struct td_req *req,
+		      vmdk_extent_fn fn);
+
+/* vmdk-write.c */
+void vmdk_queue_write(struct td_image *img, struct td_req *req);
+
+#endif
