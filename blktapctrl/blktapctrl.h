@@ -57,6 +57,7 @@ struct disk {
 	unsigned int ncrash;
 	uint64_t crash_ns[DISK_MAX_CRASHES];	/* recent crashes, oldest first */
 	char reason[256];
+	bool paused;			/* by tap-ctl pause; a new tapdisk is not */
 };
 
 struct ctrl_opts {
@@ -75,6 +76,7 @@ struct ctrl {
 	struct ev listen_ev;
 	struct ev signal_ev;
 	struct disk *disks;
+	bool tapdisk_control;		/* tapdisk knows --control PATH */
 };
 
 /* main.c: the loop */
@@ -99,6 +101,14 @@ int disk_create(struct ctrl *c, struct disk *tmpl, struct disk **out,
 		char *why, size_t whylen);
 /* Stop the tapdisk (SIGTERM, then SIGKILL), free the minor, forget it. */
 int disk_destroy(struct ctrl *c, struct disk *d, char *why, size_t whylen);
+/*
+ * Forward STATS/PAUSE/UNPAUSE to the disk's tapdisk; its reply lands in
+ * @reply. 0 or -errno with @why.
+ */
+int disk_tapdisk_call(struct ctrl *c, struct disk *d, uint16_t op,
+		      struct blktap_ctl_msg *reply, char *why, size_t whylen);
+/* Does this tapdisk program take --control? (asks its --help once) */
+bool disk_probe_control(const char *tapdisk);
 /* Re-adopt a disk read from its state file. */
 void disk_adopt(struct ctrl *c, struct disk *d);
 void disk_free(struct disk *d);
@@ -114,6 +124,7 @@ void state_remove(struct ctrl *c, const struct disk *d);
 /* Read every state file and hand each disk to disk_adopt(). */
 void state_load_all(struct ctrl *c);
 char *state_log_path(struct ctrl *c, unsigned int minor);
+char *state_control_path(struct ctrl *c, unsigned int minor);
 
 /* kernel.c */
 #define BLKTAP_CONTROL_DEV	"/dev/blktap-control"

@@ -185,7 +185,7 @@ static void describe_exit(const siginfo_t *si, bool known, char *buf, size_t len
 static int spawn(struct ctrl *c, struct disk *d, bool truncate_log,
 		 char *why, size_t whylen)
 {
-	char ring[32], image[4200], *argv[16], *logpath;
+	char ring[32], image[4200], *argv[18], *logpath, *ctlpath = NULL;
 	int argc = 0, pipefd[2], logfd, child_err = 0;
 	pid_t pid;
 	ssize_t n;
@@ -210,24 +210,31 @@ static int spawn(struct ctrl *c, struct disk *d, bool truncate_log,
 		argv[argc++] = TAPDISK_RING_OPT;
 		argv[argc++] = ring;
 	}
+	if (c->tapdisk_control) {
+		ctlpath = state_control_path(c, d->minor);
+		if (!ctlpath)
+			return -ENOMEM;
+		argv[argc++] = "--control";
+		argv[argc++] = ctlpath;
+	}
 	snprintf(image, sizeof(image), "%s:%s", d->type, d->path);
 	argv[argc++] = image;
 	argv[argc] = NULL;
 
 	logpath = state_log_path(c, d->minor);
-	if (!logpath)
-		return -ENOMEM;
-	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
-		     (truncate_log ? O_TRUNC : 0), 0600);
+	logfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+			       (truncate_log ? O_TRUNC : 0), 0600) : -1;
 	free(logpath);
 	if (logfd < 0) {
 		snprintf(why, whylen, "opening the tapdisk log: %s", strerror(errno));
-		return -errno;
+		free(ctlpath);
+		return -EIO;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		close(logfd);
-		return -errno;
+		free(ctlpath);
+		return -EIO;
 	}
 	/* a stale socket of a dead tapdisk would make the new one's bind fail */
 	if (d->nbd_unix)
@@ -239,6 +246,7 @@ static int spawn(struct ctrl *c, struct disk *d, bool truncate_log,
 		close(pipefd[0]);
 		close(pipefd[1]);
 		close(logfd);
+		free(ctlpath);
 		return -EAGAIN;
 	}
 	if (pid == 0) {
@@ -266,6 +274,7 @@ static int spawn(struct ctrl *c, struct disk *d, bool truncate_log,
 	}
 	close(pipefd[1]);
 	close(logfd);
+	free(ctlpath);
 	do
 		n = read(pipefd[0], &child_err, sizeof(child_err));
 	while (n < 0 && errno == EINTR);
@@ -288,6 +297,7 @@ static int spawn(struct ctrl *c, struct disk *d, bool truncate_log,
 	}
 	d->pid = pid;
 	d->child = true;
+	d->paused = false;
 	d->starttime = proc_starttime(pid);
 	d->pid_ev = (struct ev){ .fd = d->pidfd, .cb = on_pidfd };
 	ev_add(c, &d->pid_ev, EPOLLIN);
@@ -492,6 +502,10 @@ int disk_destroy(struct ctrl *c, struct disk *d, char *why, size_t whylen)
 	}
 	if (d->nbd_unix)
 		unlink(d->nbd_unix);	/* tapdisk removes it; unless killed */
+	logpath = state_control_path(c, d->minor);
+	if (logpath)
+		unlink(logpath);
+	free(logpath);
 	state_remove(c, d);
 	logpath = state_log_path(c, d->minor);
 	if (logpath)
@@ -612,6 +626,98 @@ static void on_restart_timer(struct ctrl *c, struct ev *ev, uint32_t events)
 	}
 	d->state = DISK_RUNNING;
 	state_save(c, d);
+}
+
+bool disk_probe_control(const char *tapdisk)
+{
+	char buf[8192];
+	size_t len = 0;
+	int pipefd[2];
+	pid_t pid;
+	ssize_t n;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return false;
+	pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return false;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDWR);
+
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 2);
+		}
+		dup2(pipefd[1], 1);
+		if (strchr(tapdisk, '/'))
+			execl(tapdisk, tapdisk, "--help", (char *)NULL);
+		else
+			execlp(tapdisk, tapdisk, "--help", (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	while (len < sizeof(buf) - 1 &&
+	       (n = read(pipefd[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(pipefd[0]);
+	waitpid(pid, NULL, 0);
+	return strstr(buf, "--control") != NULL;
+}
+
+int disk_tapdisk_call(struct ctrl *c, struct disk *d, uint16_t op,
+		      struct blktap_ctl_msg *reply, char *why, size_t whylen)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	char *path;
+	int fd, err;
+
+	if (!c->tapdisk_control) {
+		snprintf(why, whylen, "%s has no control socket (no --control option), "
+			 "so it cannot %s", c->opts.tapdisk, blktap_ctl_op_name(op));
+		return -EOPNOTSUPP;
+	}
+	if (d->state != DISK_RUNNING || !d->pid) {
+		snprintf(why, whylen, "disk %u is %s", d->minor,
+			 disk_state_names[d->state]);
+		return -EAGAIN;
+	}
+	path = state_control_path(c, d->minor);
+	if (!path)
+		return -ENOMEM;
+	fd = blktap_ctl_connect(path);
+	free(path);
+	if (fd < 0) {
+		snprintf(why, whylen, "tapdisk %d's control socket: %s", (int)d->pid,
+			 strerror(-fd));
+		return fd;
+	}
+	/* a pause waits for in-flight I/O; don't wait for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	err = blktap_ctl_send(fd, op, 0, NULL);
+	if (!err)
+		err = blktap_ctl_recv(fd, reply);
+	close(fd);
+	if (err) {
+		snprintf(why, whylen, "asking tapdisk %d: %s", (int)d->pid, strerror(-err));
+		return err;
+	}
+	if (!reply->status) {
+		if (op == BLKTAP_CTL_OP_PAUSE || op == BLKTAP_CTL_OP_UNPAUSE) {
+			d->paused = op == BLKTAP_CTL_OP_PAUSE;
+			state_save(c, d);
+		}
+	}
+	return 0;
 }
 
 void disk_adopt(struct ctrl *c, struct disk *d)

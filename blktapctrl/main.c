@@ -284,6 +284,10 @@ int main(int argc, char **argv)
 		td_log_err("signals: %s", strerror(-err));
 		goto out_epoll;
 	}
+	c.tapdisk_control = disk_probe_control(c.opts.tapdisk);
+	if (!c.tapdisk_control)
+		td_log_info("%s has no --control: stats, pause and unpause are unavailable",
+			    c.opts.tapdisk);
 	state_load_all(&c);
 	if (server_listen(&c))
 		goto out_disks;

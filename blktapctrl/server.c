@@ -30,7 +30,8 @@ static void add_disk_record(struct blktap_ctl_buf *b, const struct disk *d)
 	/* pid and minor first: Xen's block-tap script splits on commas */
 	blktap_ctl_buf_add(b, "pid", "%d", (int)d->pid);
 	blktap_ctl_buf_add(b, "minor", "%u", d->minor);
-	blktap_ctl_buf_add(b, "state", "%s", disk_state_names[d->state]);
+	blktap_ctl_buf_add(b, "state", "%s", d->paused && d->state == DISK_RUNNING ?
+			   "paused" : disk_state_names[d->state]);
 	blktap_ctl_buf_add(b, "type", "%s", d->type);
 	blktap_ctl_buf_add(b, "file", "%s", d->path);
 	blktap_ctl_buf_add(b, "kind", "%s", d->kernel ? "kernel" : "nbd");
@@ -237,18 +238,54 @@ static int do_destroy(struct ctrl *c, const struct blktap_ctl_rec *r,
 	return 0;
 }
 
-static int do_unsupported(struct ctrl *c, const struct blktap_ctl_rec *r,
-			  struct blktap_ctl_buf *b)
+/* STATS, PAUSE, UNPAUSE: answered by the disk's tapdisk. */
+static int do_forward(struct ctrl *c, const struct blktap_ctl_rec *r,
+		      struct blktap_ctl_buf *b, uint16_t op)
 {
+	struct blktap_ctl_msg reply;
+	const char *msg;
+	char why[512];
 	struct disk *d;
 	int err = 0;
 
 	d = select_disk(c, r, b, &err);
 	if (!d)
 		return err;
-	return error_reply(b, -EOPNOTSUPP,
-			   "disk %u: tapdisk has no control socket yet, so pause, "
-			   "unpause and stats are not supported", d->minor);
+	err = disk_tapdisk_call(c, d, op, &reply, why, sizeof(why));
+	if (err)
+		return error_reply(b, err, "disk %u: %s", d->minor, why);
+	if (reply.status) {
+		msg = reply.nrec ? blktap_ctl_get(&reply.rec[0], "error") : NULL;
+		err = error_reply(b, reply.status, "disk %u: %s", d->minor,
+				  msg ? msg : strerror(-reply.status));
+		blktap_ctl_msg_free(&reply);
+		return err;
+	}
+	blktap_ctl_buf_add(b, "minor", "%u", d->minor);
+	for (size_t i = 0; reply.nrec && i < reply.rec[0].n; i++)
+		if (strcmp(reply.rec[0].kv[i].key, "minor"))
+			blktap_ctl_buf_add(b, reply.rec[0].kv[i].key, "%s",
+					   reply.rec[0].kv[i].val);
+	blktap_ctl_msg_free(&reply);
+	return 0;
+}
+
+static int do_stats(struct ctrl *c, const struct blktap_ctl_rec *r,
+		    struct blktap_ctl_buf *b)
+{
+	return do_forward(c, r, b, BLKTAP_CTL_OP_STATS);
+}
+
+static int do_pause(struct ctrl *c, const struct blktap_ctl_rec *r,
+		    struct blktap_ctl_buf *b)
+{
+	return do_forward(c, r, b, BLKTAP_CTL_OP_PAUSE);
+}
+
+static int do_unpause(struct ctrl *c, const struct blktap_ctl_rec *r,
+		      struct blktap_ctl_buf *b)
+{
+	return do_forward(c, r, b, BLKTAP_CTL_OP_UNPAUSE);
 }
 
 typedef int (*handler_fn)(struct ctrl *c, const struct blktap_ctl_rec *r,
@@ -259,9 +296,9 @@ static const handler_fn handlers[BLKTAP_CTL_OP_MAX] = {
 	[BLKTAP_CTL_OP_LIST] = do_list,
 	[BLKTAP_CTL_OP_CREATE] = do_create,
 	[BLKTAP_CTL_OP_DESTROY] = do_destroy,
-	[BLKTAP_CTL_OP_PAUSE] = do_unsupported,
-	[BLKTAP_CTL_OP_UNPAUSE] = do_unsupported,
-	[BLKTAP_CTL_OP_STATS] = do_unsupported,
+	[BLKTAP_CTL_OP_PAUSE] = do_pause,
+	[BLKTAP_CTL_OP_UNPAUSE] = do_unpause,
+	[BLKTAP_CTL_OP_STATS] = do_stats,
 };
 
 static void serve_client(struct ctrl *c, int fd)

@@ -32,6 +32,11 @@ char *state_log_path(struct ctrl *c, unsigned int minor)
 	return path_of(c, "%s/tapdisk-%u.log", minor);
 }
 
+char *state_control_path(struct ctrl *c, unsigned int minor)
+{
+	return path_of(c, "%s/tapdisk-%u.ctl", minor);
+}
+
 int state_init(struct ctrl *c)
 {
 	char *dir;
@@ -75,6 +80,7 @@ int state_save(struct ctrl *c, const struct disk *d)
 	blktap_ctl_buf_add(&b, "pid", "%d", (int)d->pid);
 	blktap_ctl_buf_add(&b, "starttime", "%llu", (unsigned long long)d->starttime);
 	blktap_ctl_buf_add(&b, "restarts", "%u", d->restarts);
+	blktap_ctl_buf_add(&b, "paused", "%d", d->paused);
 	if (d->reason[0])
 		blktap_ctl_buf_add(&b, "reason", "%s", d->reason);
 	if (b.err) {
@@ -125,7 +131,7 @@ static struct disk *disk_from_text(const char *file, const char *text, size_t le
 	struct blktap_ctl_msg m;
 	const struct blktap_ctl_rec *r;
 	struct disk *d = NULL;
-	uint64_t minor, kernel, ro, pid, st = 0, restarts = 0;
+	uint64_t minor, kernel, ro, pid, st = 0, restarts = 0, paused = 0;
 	const char *type, *path, *state;
 
 	if (blktap_ctl_decode(text, len, &m) || m.nrec != 1) {
@@ -146,6 +152,7 @@ static struct disk *disk_from_text(const char *file, const char *text, size_t le
 	}
 	blktap_ctl_get_u64(r, "starttime", &st);
 	blktap_ctl_get_u64(r, "restarts", &restarts);
+	blktap_ctl_get_u64(r, "paused", &paused);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		goto out;
@@ -161,6 +168,7 @@ static struct disk *disk_from_text(const char *file, const char *text, size_t le
 	d->pid = (pid_t)pid;
 	d->starttime = st;
 	d->restarts = (unsigned int)restarts;
+	d->paused = paused != 0;
 	d->state = !strcmp(state, "failed") ? DISK_FAILED : DISK_RUNNING;
 	if (blktap_ctl_get(r, "reason"))
 		copy_str(d->reason, sizeof(d->reason), blktap_ctl_get(r, "reason"));

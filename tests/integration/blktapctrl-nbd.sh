@@ -45,6 +45,20 @@ assert len(d) == 1 and d[0]["minor"] == '"$minor"' and d[0]["readonly"] is False
 ' || fail "list --json"
 ok "list: $line"
 
+# stats come from tapdisk's control socket, where tapdisk has one
+if "$TAPDISK" --help | grep -q -- --control; then
+	st=$(tapctl stats -m "$minor") || fail "stats"
+	echo "$st" | grep -qx "bytes-written=1048576" || fail "stats: $st"
+	echo "$st" | grep -qx "paused=0" || fail "stats: $st"
+	ok "stats: $(echo "$st" | tr '\n' ' ')"
+else
+	err=$(tapctl stats -m "$minor" 2>&1) && fail "stats without a tapdisk control socket"
+	case $err in *"no control socket"*) ;; *) fail "stats: $err" ;; esac
+	ok "stats: refused, this tapdisk has no --control"
+fi
+err=$(tapctl pause -m "$minor" 2>&1) && fail "pause passed, but no frontend can pause yet"
+case $err in *"cannot pause"*|*"no control socket"*) ;; *) fail "pause: $err" ;; esac
+
 # the same image twice, a missing image, an unknown driver: refused
 err=$(tapctl create -a "aio:$IMG" --nbd-unix "$WORK/b.sock" 2>&1) && fail "second create of one image passed"
 case $err in *"already served by disk $minor"*) ;; *) fail "duplicate: $err" ;; esac
