@@ -81,11 +81,11 @@ for drv in aio sync ram; do
 	fi
 
 	fio --name=rand --ioengine=nbd --uri="$u" --rw=randwrite --bs=4k \
-	    --iodepth=16 --size=16M --verify=crc32c --verify_fatal=1 \
+	    --iodepth=16 --size=16M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
 	    --output="$WORK/fio-$drv-rand.log" ||
 		{ cat "$WORK/fio-$drv-rand.log"; fail "$drv: fio randwrite verify"; }
 	fio --name=seq --ioengine=nbd --uri="$u" --rw=write --bs=1M \
-	    --iodepth=4 --offset=32M --size=32M --verify=crc32c \
+	    --iodepth=4 --offset=32M --size=32M --verify=crc32c --verify_state_save=0 \
 	    --verify_fatal=1 --numjobs=2 --output="$WORK/fio-$drv-seq.log" ||
 		{ cat "$WORK/fio-$drv-seq.log"; fail "$drv: fio write verify"; }
 	ok "$drv: fio --verify=crc32c"
