@@ -11,7 +11,14 @@
  * queue per connection and leave in one sendmsg() per loop turn (a
  * deferred "kick"), in whatever order the image completes them; a reply
  * that does not fit the socket waits for EPOLLOUT, so a slow reader never
- * blocks the loop or mixes two replies on the wire.
+ * blocks the loop or mixes two replies on the wire. A connection stops
+ * reading new commands while it has too many (or too much data) pending.
+ *
+ * Shutdown (td_nbd_server_quiesce): the listeners close; connections still
+ * negotiating, and writes whose data has not all arrived, are dropped, as
+ * nothing was acknowledged for them; every command already read runs and
+ * gets its reply. A client that does not read its replies is dropped after
+ * QUIESCE_GRACE_NS, so draining cannot hang on it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
