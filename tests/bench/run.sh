@@ -28,6 +28,8 @@
 #   BENCH_JOBS     subset/order of: randread randwrite seqread seqwrite
 #   BENCH_DOC      markdown file to update; empty: don't write  [doc/benchmarks.md]
 #   BENCH_KEEP     1: keep the image and the logs/JSON afterwards
+#   BENCH_TAPDISK_REV  how to name the tapdisk build in the report
+#                  [git commit of this tree, noting uncommitted changes]
 set -euo pipefail
 
 BUILD=${1:-build/release}
@@ -276,6 +278,11 @@ say "$ROUNDS rounds x $njobs jobs x $npeers peers x $((RAMP + RUNTIME)) s" \
 	"(about $((ROUNDS * njobs * npeers * (RAMP + RUNTIME + 1) / 60 + 1)) min)"
 
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+# Other work on the machine skews the figures; say so rather than hide it.
+if awk -v l="${LOAD0%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 4) }'; then
+	say "warning: load average is $LOAD0 on $(nproc) CPUs; other work will skew the figures"
+fi
 for round in $(seq 1 "$ROUNDS"); do
 	for job in $JOBS; do
 		for peer in $PEERS; do
@@ -293,9 +300,13 @@ done
 
 # ---- report ---------------------------------------------------------------
 
-commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$TOP" status --porcelain -- tapdisk libblktap 2>/dev/null)" ]; then
-	commit="$commit + uncommitted changes in tapdisk/ or libblktap/"
+if [ -n "${BENCH_TAPDISK_REV:-}" ]; then
+	commit=$BENCH_TAPDISK_REV
+else
+	commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(git -C "$TOP" status --porcelain -- tapdisk libblktap 2>/dev/null)" ]; then
+		commit="$commit + uncommitted changes in tapdisk/ or libblktap/"
+	fi
 fi
 doc_arg=()
 if [ -n "$DOC" ] && [ "$FAILED" -eq 0 ]; then
@@ -316,6 +327,7 @@ python3 "$HERE/report.py" --results "$RES" "${doc_arg[@]}" \
 	--meta "tapdisk=$commit" \
 	--meta "image=$SIZE raw file, fully written before the runs" \
 	--meta "runtime=$RUNTIME s per run after a $RAMP s ramp; $ROUNDS round(s), peers interleaved" \
-	--meta "seq_qd=$SEQ_QD"
+	--meta "seq_qd=$SEQ_QD" \
+	--meta "load average=$LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1, 5, 15 min)"
 
 [ "$FAILED" -eq 0 ] || die "$FAILED measurement(s) failed (logs in $WORK)"
