@@ -60,6 +60,44 @@ static inline int blktap_rsp_errno(s32 status)
 	}
 }
 
+/* The slot a response names, or -1 if its id names none. */
+static inline int blktap_rsp_slot(u64 id)
+{
+	u32 slot = blktap_id_slot(id);
+
+	return slot < BLKTAP_RING_SLOTS ? (int)slot : -1;
+}
+
+/*
+ * Does a response with @id complete the slot's current publication? Not if
+ * the slot is not on the ring (never was, or already answered: duplicate)
+ * or @id belongs to an earlier use of it (stale sequence).
+ */
+static inline bool blktap_rsp_matches(bool published, u64 cur_id, u64 id)
+{
+	return published && cur_id == id;
+}
+
+/*
+ * Segments of a packed request (data contiguous from the window's start):
+ * one per page, the last one short. Returns how many, 0 if @bytes does not
+ * fit a slot.
+ */
+static inline u32 blktap_pack_segs(struct blktap_segment *seg, u32 bytes)
+{
+	u32 i, n = (bytes + BLKTAP_PAGE_SIZE - 1) / BLKTAP_PAGE_SIZE;
+
+	if (!bytes || n > BLKTAP_MAX_SEGS)
+		return 0;
+	for (i = 0; i < n; i++) {
+		seg[i].page = i;
+		seg[i].offset = 0;
+		seg[i].length = bytes - i * BLKTAP_PAGE_SIZE < BLKTAP_PAGE_SIZE ?
+				bytes - i * BLKTAP_PAGE_SIZE : BLKTAP_PAGE_SIZE;
+	}
+	return n;
+}
+
 /* Does a segment stay inside one page of its slot's window? */
 static inline bool blktap_seg_valid(u32 page, u32 offset, u32 len)
 {

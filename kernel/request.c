@@ -130,7 +130,9 @@ static int blktap_map_packed(struct blktap *tap, struct vm_area_struct *vma,
 	struct bio_vec bv;
 	int err;
 
-	n = DIV_ROUND_UP(bytes, PAGE_SIZE);
+	n = blktap_pack_segs(req->seg, bytes);
+	if (!n)
+		return -EIO;
 	for (i = 0; i < n; i++) {
 		err = blktap_get_bounce(slot, i);
 		if (err)
@@ -138,10 +140,6 @@ static int blktap_map_packed(struct blktap *tap, struct vm_area_struct *vma,
 		err = blktap_map_bounce(vma, slot, i);
 		if (err)
 			return err;
-		req->seg[i].page = i;
-		req->seg[i].offset = 0;
-		req->seg[i].length = min_t(u32, bytes - i * PAGE_SIZE,
-					   PAGE_SIZE);
 		slot->bounced[i] = true;
 	}
 	if (write) {
@@ -325,17 +323,18 @@ int blktap_ring_publish(struct blktap *tap, struct vm_area_struct *vma)
 static void blktap_complete(struct blktap *tap, struct vm_area_struct *vma,
 			    u64 id, s32 status)
 {
-	u32 idx = blktap_id_slot(id);
+	int idx = blktap_rsp_slot(id);
 	struct blktap_slot *slot;
 	int err;
 
-	if (idx >= BLKTAP_RING_SLOTS) {
+	if (idx < 0) {
 		blktap_bad_response(tap, "unknown id", id, status);
 		return;
 	}
 	slot = &tap->slots[idx];
 	spin_lock_irq(&tap->slock);
-	if (slot->state != BLKTAP_SLOT_PUBLISHED || slot->id != id) {
+	if (!blktap_rsp_matches(slot->state == BLKTAP_SLOT_PUBLISHED,
+				slot->id, id)) {
 		spin_unlock_irq(&tap->slock);
 		blktap_bad_response(tap, "id not in flight", id, status);
 		return;

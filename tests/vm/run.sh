@@ -5,6 +5,8 @@
 #   KVER=...   kernel to boot (default: newest /boot/vmlinuz-6.1.*-amd64)
 #   KDIR=...   its headers (default: /usr/src/linux-headers-$KVER)
 #   KEEP=1     keep the work directory
+#   BENCH=1    boot the benchmark instead (tests/vm/bench.sh, make bench-vm)
+#   ACCEL=kvm  for the benchmark, where nested KVM works (default tcg)
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,7 +39,7 @@ if grep -q 'warning:' "$work/build.log"; then
 	exit 1
 fi
 gcc -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
-	-I"$top/libblktap/include" -o "$work/tapctl" "$top/tests/vm/tapctl.c"
+	-I"$top/libblktap/include" -o "$work/tapctl" "$top/tests/vm/tapctl.c" -laio
 
 # tapdisk's ring frontend, on tapdisk's own library, when that builds
 tdlibs="$top/build/release/libtapdisk.a $top/build/release/libblktap.a"
@@ -63,24 +65,46 @@ done
 cp "$work/tapctl" "$root/bin/tapctl"
 [ -n "$tapdisk_ring" ] && cp "$tapdisk_ring" "$root/bin/tapdisk-ring"
 cp "$top/blktap.ko" "$root/lib/"
-for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
+for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 \
+	drivers/virtio/virtio drivers/virtio/virtio_ring \
+	drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev \
+	drivers/virtio/virtio_pci drivers/block/virtio_blk drivers/block/loop; do
 	[ -r "$moddir/$m.ko" ] && cp "$moddir/$m.ko" "$root/lib/"
 done
-cp "$top/tests/vm/init.sh" "$root/init"
+drive=
+if [ "${BENCH:-0}" = 1 ]; then
+	cp "$top/tests/vm/bench.sh" "$root/init"
+	truncate -s 1G "$work/bench.img"
+	drive="-drive file=$work/bench.img,format=raw,if=virtio,cache=writeback"
+else
+	cp "$top/tests/vm/init.sh" "$root/init"
+fi
 chmod 755 "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
-echo "vm: booting $vmlinuz (TCG)"
+accel=${ACCEL:-tcg}
+echo "vm: booting $vmlinuz ($accel)"
 set +e
-timeout 600 qemu-system-x86_64 -m 1024 -smp 2 -accel tcg -cpu max \
-	-kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+# shellcheck disable=SC2086
+timeout 900 qemu-system-x86_64 -m 1024 -smp 2 -accel "$accel" -cpu max \
+	-kernel "$vmlinuz" -initrd "$work/initrd.gz" $drive \
 	-append "console=ttyS0 panic=-1 oops=panic quiet" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-nographic -no-reboot -monitor none -serial stdio </dev/null \
 	>"$work/console.log" 2>&1
 rc=$?
 set -e
-grep -a -E '^(BLKTAP-VM|tapctl|tapdisk|pages|replayed|bad resp|requests)' "$work/console.log" || true
+grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|pages|replayed|bad resp|requests)' "$work/console.log" || true
+if [ "${BENCH:-0}" = 1 ]; then
+	if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-BENCH: DONE' "$work/console.log"; then
+		grep -a '^BLKTAP-BENCH: ' "$work/console.log" >"$top/build/bench-vm.txt" 2>/dev/null &&
+			echo "vm: results in build/bench-vm.txt"
+		exit 0
+	fi
+	tail -n 40 "$work/console.log"
+	echo "vm: bench FAIL (qemu status $rc)"
+	exit 1
+fi
 # isa-debug-exit turns "tapctl exit 0" into status 1
 if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
 	echo "vm: PASS"

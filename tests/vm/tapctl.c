@@ -13,6 +13,9 @@
  *   abi N                          ioctl/mmap argument checks
  *   dio DEV                        O_DIRECT pattern write/read/verify
  *   pread DEV OFF LEN              one O_DIRECT read (exit 0 or 1)
+ *   bench DEV MODE BS QD SECS      O_DIRECT libaio load (MODE: read, write,
+ *                                  randread, randwrite); prints MiB/s, IOPS
+ *   loop-dio LOOPDEV               turn on direct I/O of a loop device
  *   exit CODE                      isa-debug-exit: power off with CODE
  */
 #include <errno.h>
@@ -29,7 +32,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
+#include <libaio.h>
+#include <linux/loop.h>
 
 #include <blktap/ioctl.h>
 
@@ -497,6 +503,109 @@ static int cmd_pread(const char *dev, off_t off, size_t len)
 	return 0;
 }
 
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A small fio: one file, one job, a fixed queue depth, O_DIRECT. */
+static int cmd_bench(const char *dev, const char *mode, size_t bs, int qd,
+		     double secs)
+{
+	int write = !strcmp(mode, "write") || !strcmp(mode, "randwrite");
+	int rnd = !strncmp(mode, "rand", 4);
+	struct iocb *iocbs, **ptrs;
+	struct io_event ev[64];
+	uint64_t size, blocks, seq = 0, done = 0;
+	double t0, t;
+	io_context_t ctx = 0;
+	unsigned int seed = 1;
+	int fd, i, n, inflight;
+	struct stat st;
+	char *buf;
+
+	if (qd < 1 || qd > 64)
+		return 2;
+	fd = open(dev, (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
+	if (fd < 0)
+		die(dev);
+	if (fstat(fd, &st) < 0)
+		die(dev);
+	size = st.st_size;
+	if (S_ISBLK(st.st_mode) &&
+	    ioctl(fd, _IOR(0x12, 114, size_t), &size) < 0)	/* BLKGETSIZE64 */
+		die("BLKGETSIZE64");
+	blocks = size / bs;
+	iocbs = calloc(qd, sizeof(*iocbs));
+	ptrs = calloc(qd, sizeof(*ptrs));
+	if (!iocbs || !ptrs || posix_memalign((void **)&buf, 4096, bs * qd))
+		die("alloc");
+	memset(buf, 0x5a, bs * qd);
+	if (io_setup(qd, &ctx) < 0)
+		die("io_setup");
+	for (i = 0; i < qd; i++) {
+		uint64_t blk = rnd ? (uint64_t)rand_r(&seed) % blocks
+				   : seq++ % blocks;
+
+		if (write)
+			io_prep_pwrite(&iocbs[i], fd, buf + i * bs, bs, blk * bs);
+		else
+			io_prep_pread(&iocbs[i], fd, buf + i * bs, bs, blk * bs);
+		ptrs[i] = &iocbs[i];
+	}
+	t0 = now();
+	if (io_submit(ctx, qd, ptrs) != qd)
+		die("io_submit");
+	inflight = qd;
+	while (inflight) {
+		n = io_getevents(ctx, 1, 64, ev, NULL);
+		if (n < 0) {
+			errno = -n;
+			die("io_getevents");
+		}
+		t = now();
+		for (i = 0; i < n; i++) {
+			struct iocb *cb = ev[i].obj;
+			uint64_t blk = rnd ? (uint64_t)rand_r(&seed) % blocks
+					   : seq++ % blocks;
+
+			if ((long)ev[i].res != (long)bs) {
+				fprintf(stderr, "tapctl: bench: I/O result %ld\n",
+					(long)ev[i].res);
+				return 1;
+			}
+			done++;
+			inflight--;
+			if (t - t0 >= secs)
+				continue;
+			cb->u.c.offset = blk * bs;
+			if (io_submit(ctx, 1, &cb) != 1)
+				die("io_submit");
+			inflight++;
+		}
+	}
+	t = now() - t0;
+	printf("bench: %s %s bs=%zu qd=%d: %.1f MiB/s %.0f IOPS\n", dev, mode,
+	       bs, qd, done * bs / t / 1048576, done / t);
+	io_destroy(ctx);
+	close(fd);
+	return 0;
+}
+
+static int cmd_loop_dio(const char *dev)
+{
+	int fd = open(dev, O_RDWR);
+
+	if (fd < 0)
+		die(dev);
+	if (ioctl(fd, LOOP_SET_DIRECT_IO, 1UL) < 0)
+		die("LOOP_SET_DIRECT_IO");
+	return 0;
+}
+
 static int cmd_exit(int code)
 {
 	if (ioperm(0xf4, 1, 1) < 0)
@@ -521,6 +630,11 @@ int main(int argc, char **argv)
 		return cmd_dio(argv[2]);
 	if (!strcmp(cmd, "pread") && argc == 5)
 		return cmd_pread(argv[2], atoll(argv[3]), atoll(argv[4]));
+	if (!strcmp(cmd, "bench") && argc == 7)
+		return cmd_bench(argv[2], argv[3], atoll(argv[4]), atoi(argv[5]),
+				 atof(argv[6]));
+	if (!strcmp(cmd, "loop-dio") && argc == 3)
+		return cmd_loop_dio(argv[2]);
 	if (!strcmp(cmd, "exit") && argc == 3)
 		return cmd_exit(atoi(argv[2]));
 	fprintf(stderr, "usage: tapctl alloc | free N | serve N FILE [-c] [-d US] [-r] [-e] [-p] | abi N | dio DEV | pread DEV OFF LEN | exit CODE\n");
