@@ -21,8 +21,7 @@
 extern const struct td_driver td_driver_aio;
 extern const struct td_driver td_driver_sync;
 extern const struct td_driver td_driver_ram;
-/* Weak while these are being written: a driver not linked in is skipped. */
-extern const struct td_driver td_driver_qcow __attribute__((weak));
+extern const struct td_driver td_driver_qcow;
 extern const struct td_driver td_driver_vmdk;
 
 static const struct td_driver *const drivers[] = {

@@ -138,6 +138,27 @@ int qcow_header_parse(const void *buf, size_t len, uint64_t file_size,
 	return 0;
 }
 
+int qcow_header_init(struct qcow_header *h, uint64_t size, uint32_t backing_len,
+		     unsigned int cluster_bits, unsigned int l2_bits, char *why,
+		     size_t whylen)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = QCOW_VERSION;
+	h->size = size;
+	h->cluster_bits = cluster_bits;
+	h->l2_bits = l2_bits;
+	if (backing_len > QCOW_MAX_BACKING)
+		return why_fmt(why, whylen, -ENAMETOOLONG,
+			       "the backing file name is %u bytes, longer than %d",
+			       backing_len, QCOW_MAX_BACKING);
+	if (backing_len) {
+		h->backing_off = QCOW_HDR_SIZE;
+		h->backing_len = backing_len;
+	}
+	h->l1_off = (QCOW_HDR_SIZE + backing_len + 7) & ~7ull;
+	return qcow_header_derive(h, why, whylen);
+}
+
 void qcow_header_write(const struct qcow_header *h, void *buf)
 {
 	uint8_t *b = buf;
@@ -488,7 +509,12 @@ static void check_overlaps_and_leaks(struct qcow_check *chk, struct extents *x)
 		if (e->kind <= EXT_L1 && e->start + e->len > meta_end)
 			meta_end = e->start + e->len;
 	}
-	/* Clusters are allocated after the fixed metadata, cluster-aligned. */
+	/*
+	 * Clusters are allocated after the fixed metadata, cluster-aligned;
+	 * QEMU pads the L1 table to 512 bytes in the file.
+	 */
+	if (qcow_fresh_length(h) > meta_end)
+		meta_end = qcow_fresh_length(h);
 	cursor = (meta_end + cs - 1) / cs * cs;
 	for (size_t i = 0; i < x->n; i++) {
 		const struct ext *e = &x->v[i];

@@ -112,6 +112,19 @@ void qcow_header_write(const struct qcow_header *h, void *buf);
  */
 int qcow_header_derive(struct qcow_header *h, char *why, size_t whylen);
 
+/*
+ * A header for a new image laid out as QEMU does: backing file name right
+ * after the header, L1 table at the next multiple of 8. 0 or -EINVAL.
+ */
+int qcow_header_init(struct qcow_header *h, uint64_t size, uint32_t backing_len,
+		     unsigned int cluster_bits, unsigned int l2_bits, char *why,
+		     size_t whylen);
+/* Length of a fresh image: the L1 table padded to 512 bytes, as QEMU does. */
+static inline uint64_t qcow_fresh_length(const struct qcow_header *h)
+{
+	return h->l1_off + ((h->l1_bytes + 511) & ~511ull);
+}
+
 /* L1 entries as stored (big-endian, or little-endian on old Xen images). */
 uint64_t qcow_l1_decode(const struct qcow_header *h, const void *p);
 void qcow_l1_encode(const struct qcow_header *h, void *p, uint64_t v);
