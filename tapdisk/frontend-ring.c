@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "blktap/ioctl.h"
@@ -298,6 +299,13 @@ struct td_ring_frontend *td_ring_frontend_create(struct td_ctx *ctx,
 	}
 	if (ring_device(rf, opts))
 		goto out_unmap;
+	/*
+	 * We serve a block device: memory we allocate must not wait for
+	 * writeback to that device (our own I/O), as loop and ublk servers do.
+	 */
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		td_log_warn("%s: PR_SET_IO_FLUSHER: %s (memory pressure may stall the disk)",
+			    opts->path, strerror(errno));
 	rf->ev = td_loop_add_fd(ctx->loop, rf->fd, EPOLLIN, ring_on_event, rf);
 	if (!rf->ev) {
 		td_log_err("%s: watching the ring: %s", opts->path,

@@ -35,7 +35,9 @@ unsigned int td_ring_frontend_inflight(const struct td_ring_frontend *rf);
 
 /*
  * Detach. @remove_device: remove /dev/tapdevN (clean shutdown); otherwise
- * the disk stays and waits for the next tapdisk.
+ * the disk stays and waits for the next tapdisk. Call it once
+ * td_ring_frontend_inflight() is 0 and the loop has turned once more
+ * (answers go to the kernel from a deferred call, which must have run).
  */
 void td_ring_frontend_destroy(struct td_ring_frontend *rf, bool remove_device);
 

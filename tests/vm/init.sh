@@ -116,6 +116,13 @@ drop_caches
 dd if=/dev/zero of=/tmp/zero bs=1M count=1 2>/dev/null
 cmp_region /dev/tapdev0 1 1 /tmp/zero
 
+step "write-zeroes"
+dd if=/tmp/pat of=/dev/tapdev0 bs=1M seek=2 count=1 conv=fsync 2>/dev/null || fail "dd before zeroout"
+tapctl zeroout /dev/tapdev0 2097152 1048576 || fail "BLKZEROOUT"
+drop_caches
+cmp_region /dev/tapdev0 2 1 /tmp/zero
+cmp_region /tmp/disk.img 2 1 /tmp/zero
+
 step "ext2 filesystem"
 if insmod /lib/crc32c_generic.ko && insmod /lib/crc16.ko && insmod /lib/mbcache.ko && insmod /lib/jbd2.ko &&
 	insmod /lib/ext4.ko; then
@@ -243,6 +250,12 @@ dd if=/tmp/pat3 of=/dev/tapdev"$N" bs=1M conv=fsync 2>/dev/null || fail "dd writ
 cmp /tmp/pat3 /tmp/small.img || fail "small image differs"
 stop_server
 [ -e /dev/tapdev"$N" ] && fail "/dev/tapdev$N still there after REMOVE_DEVICE"
+start_server -c -r -R "$N" /tmp/small.img
+wait_for /dev/tapdev"$N" 5 || fail "no read-only /dev/tapdev$N"
+[ "$(blockdev --getro /dev/tapdev"$N")" = 1 ] || fail "tapdev$N is not read-only"
+dd if=/tmp/pat3 of=/dev/tapdev"$N" bs=1M count=1 conv=fsync 2>/dev/null && fail "wrote to a read-only tapdev"
+cmp_region /dev/tapdev"$N" 0 8 /tmp/pat3
+stop_server
 tapctl free "$N" || fail "free $N"
 umount /mnt 2>/dev/null
 rmmod blktap || fail "rmmod"

@@ -10,9 +10,11 @@
  *       -r       on SIGTERM remove the device before exiting
  *       -e       evil: send malformed responses, then die holding I/O
  *       -p       probe: try to write into write-request pages, report
+ *       -R       create the device read-only
  *   abi N                          ioctl/mmap argument checks
  *   dio DEV                        O_DIRECT pattern write/read/verify
  *   pread DEV OFF LEN              one O_DIRECT read (exit 0 or 1)
+ *   zeroout DEV OFF LEN            BLKZEROOUT (write-zeroes requests)
  *   bench DEV MODE BS QD SECS      O_DIRECT libaio load (MODE: read, write,
  *                                  randread, randwrite); prints MiB/s, IOPS
  *   loop-dio LOOPDEV               turn on direct I/O of a loop device
@@ -277,19 +279,20 @@ static int cmd_serve(int argc, char **argv)
 {
 	struct server s = { 0 };
 	struct blktap_info info = { .version = BLKTAP_ABI_VERSION };
-	int create = 0, remove_on_exit = 0, opt, n;
+	int create = 0, remove_on_exit = 0, readonly = 0, opt, n;
 	struct sigaction sa = { 0 };
 	struct pollfd pfd;
 	struct stat st;
 
 	optind = 2;
-	while ((opt = getopt(argc, argv, "cd:rep")) != -1) {
+	while ((opt = getopt(argc, argv, "cd:repR")) != -1) {
 		switch (opt) {
 		case 'c': create = 1; break;
 		case 'd': s.delay_us = atoi(optarg); break;
 		case 'r': remove_on_exit = 1; break;
 		case 'e': s.evil = 1; break;
 		case 'p': s.probe = 1; break;
+		case 'R': readonly = 1; break;
 		default: return 2;
 		}
 	}
@@ -328,6 +331,8 @@ static int cmd_serve(int argc, char **argv)
 			.physical_block_size = 4096,
 		};
 
+		if (readonly)
+			p.features |= BLKTAP_FEAT_READONLY;
 		if (ioctl(s.fd, BLKTAP_IOCTL_CREATE_DEVICE, &p) < 0)
 			die("BLKTAP_IOCTL_CREATE_DEVICE");
 	}
@@ -503,6 +508,18 @@ static int cmd_pread(const char *dev, off_t off, size_t len)
 	return 0;
 }
 
+static int cmd_zeroout(const char *dev, uint64_t off, uint64_t len)
+{
+	uint64_t range[2] = { off, len };
+	int fd = open(dev, O_WRONLY);
+
+	if (fd < 0)
+		die(dev);
+	if (ioctl(fd, _IO(0x12, 127), range) < 0)	/* BLKZEROOUT */
+		die("BLKZEROOUT");
+	return 0;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -630,6 +647,8 @@ int main(int argc, char **argv)
 		return cmd_dio(argv[2]);
 	if (!strcmp(cmd, "pread") && argc == 5)
 		return cmd_pread(argv[2], atoll(argv[3]), atoll(argv[4]));
+	if (!strcmp(cmd, "zeroout") && argc == 5)
+		return cmd_zeroout(argv[2], atoll(argv[3]), atoll(argv[4]));
 	if (!strcmp(cmd, "bench") && argc == 7)
 		return cmd_bench(argv[2], argv[3], atoll(argv[4]), atoi(argv[5]),
 				 atof(argv[6]));
