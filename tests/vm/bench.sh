@@ -64,10 +64,10 @@ while [ ! -b /dev/tapdev"$N" ]; do
 done
 S=/sys/class/blktap/blktap$N
 run tapdev-zerocopy /dev/tapdev"$N"
-echo "BLKTAP-BENCH: pages mapped $(cat $S/pages_mapped), copied $(cat $S/pages_copied)"
-echo copy > $S/mode
+echo "BLKTAP-BENCH: pages mapped $(cat "$S"/pages_mapped), copied $(cat "$S"/pages_copied)"
+echo copy > "$S"/mode
 run tapdev-copy /dev/tapdev"$N"
-echo "BLKTAP-BENCH: pages mapped $(cat $S/pages_mapped), copied $(cat $S/pages_copied)"
+echo "BLKTAP-BENCH: pages mapped $(cat "$S"/pages_mapped), copied $(cat "$S"/pages_copied)"
 kill "$TD"
 wait "$TD"
 tapctl free "$N"

@@ -11,7 +11,7 @@ set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 vmlinuz=${KVER:+/boot/vmlinuz-$KVER}
-vmlinuz=${vmlinuz:-$(ls /boot/vmlinuz-6.1.*-amd64 2>/dev/null | sort -V | tail -n 1)}
+vmlinuz=${vmlinuz:-$(find /boot -name 'vmlinuz-6.1.*-amd64' 2>/dev/null | sort -V | tail -n 1)}
 if [ -z "$vmlinuz" ] || [ ! -r "$vmlinuz" ]; then
 	echo "vm: FAIL: no kernel in /boot (apt-get install linux-image-amd64)"
 	exit 1
@@ -22,10 +22,12 @@ moddir=/lib/modules/$KVER/kernel
 for t in qemu-system-x86_64 cpio gzip gcc; do
 	command -v $t >/dev/null || { echo "vm: FAIL: $t missing (make deps)"; exit 1; }
 done
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q dynamic &&
-	busybox=/bin/busybox
-[ -x "$busybox" ] || { echo "vm: FAIL: busybox-static missing (make deps)"; exit 1; }
+# busybox-static's /bin/busybox; a dynamic one would need its libraries
+busybox=/bin/busybox
+if [ ! -x $busybox ] || ldd $busybox >/dev/null 2>&1; then
+	echo "vm: FAIL: no static $busybox (apt-get install busybox-static)"
+	exit 1
+fi
 
 work=$(mktemp -d /tmp/blktap-vm.XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
@@ -42,12 +44,13 @@ gcc -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
 	-I"$top/libblktap/include" -o "$work/tapctl" "$top/tests/vm/tapctl.c" -laio
 
 # tapdisk's ring frontend, on tapdisk's own library, when that builds
-tdlibs="$top/build/release/libtapdisk.a $top/build/release/libblktap.a"
+libtd=$top/build/release/libtapdisk.a
+libbt=$top/build/release/libblktap.a
 tapdisk_ring=
-if make -s -C "$top" $tdlibs >"$work/tapdisk.log" 2>&1 &&
+if make -s -C "$top" "$libtd" "$libbt" >"$work/tapdisk.log" 2>&1 &&
 	gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE \
 		-I"$top/libblktap/include" -I"$top/tapdisk" \
-		-o "$work/tapdisk-ring" "$top/tests/vm/tapdisk-ring.c" $tdlibs \
+		-o "$work/tapdisk-ring" "$top/tests/vm/tapdisk-ring.c" "$libtd" "$libbt" \
 		-laio -lz -lpthread >>"$work/tapdisk.log" 2>&1; then
 	tapdisk_ring=$work/tapdisk-ring
 else
