@@ -580,7 +580,12 @@ static void alloc_start(struct td_image *img, struct td_req *w, uint64_t c0,
 	a->n = n;
 	a->t = t;
 	a->l1i = l1i;
-	busy_add(s, &a->busy, c0, c0 + n - 1);
+	/* A new table: every cluster it will map waits for its L1 entry. */
+	if (t)
+		busy_add(s, &a->busy, c0, c0 + n - 1);
+	else
+		busy_add(s, &a->busy, l1i * h->l2_entries,
+			 (l1i + 1) * h->l2_entries - 1);
 	a->ebuf = malloc(n * 8);
 	if (!a->ebuf)
 		goto fail_a;
