@@ -5,19 +5,30 @@
  * end of its extent file: the data (with the rest of the grain copied from
  * the parent, or zeros) is written first, then the grain table entry in
  * both copies, then, if the grain table itself was new, the grain
- * directory entry in both copies. Each step waits for the previous one, so
- * a table never points at data that has not been written.
+ * directory entry in both copies. Each step waits for the previous one to
+ * complete and, where a table is about to point at new data, for an
+ * fdatasync after it, so that not even a power failure leaves a table
+ * pointing at data that is not on disk. One fdatasync serves every
+ * allocation waiting for it, so under load they batch.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blktap/log.h"
 #include "vmdk.h"
 
 /* ---- writes ---- */
 
-enum alloc_stage { STAGE_COW, STAGE_DATA, STAGE_GT, STAGE_GD };
+enum alloc_stage {
+	STAGE_COW,		/* reading the old contents of the grain */
+	STAGE_DATA,		/* writing the grain (and a new, empty GT) */
+	STAGE_SYNC_DATA,	/* fdatasync: the data is on disk */
+	STAGE_GT,		/* writing the GT entry, both copies */
+	STAGE_SYNC_GT,		/* fdatasync: a new GT is on disk */
+	STAGE_GD,		/* writing the GD entry, both copies */
+};
 
 /*
  * One grain being allocated. Writes to the same grain, or to any grain of
@@ -26,6 +37,7 @@ enum alloc_stage { STAGE_COW, STAGE_DATA, STAGE_GT, STAGE_GD };
  */
 struct vmdk_alloc {
 	struct vmdk_alloc *next;
+	struct vmdk_alloc *sync_next;	/* on sync_wait/sync_batch */
 	struct td_image *img;
 	struct vmdk_extent *ext;
 	struct td_req *req;		/* the write that allocates */
@@ -109,6 +121,51 @@ static void alloc_write(struct vmdk_alloc *al, const void *buf, size_t len,
 	td_aio_queue(al->img->ctx->aio, io);
 }
 
+static void barrier_kick(struct vmdk_extent *e);
+
+static void barrier_done(struct td_iocb *iocb, long res)
+{
+	struct vmdk_extent *e = iocb->arg;
+	struct vmdk_alloc *al = e->sync_batch;
+
+	if (res == -EINVAL)	/* no asynchronous fdsync on this filesystem */
+		res = fdatasync(e->fd) < 0 ? -errno : 0;
+	e->sync_batch = NULL;
+	e->sync_busy = false;
+	while (al) {
+		struct vmdk_alloc *next = al->sync_next;
+
+		if (res < 0 && !al->err)
+			al->err = (int)res;
+		alloc_step(al);
+		al = next;
+	}
+	barrier_kick(e);
+}
+
+static void barrier_kick(struct vmdk_extent *e)
+{
+	if (e->sync_busy || !e->sync_wait)
+		return;
+	e->sync_batch = e->sync_wait;
+	e->sync_wait = NULL;
+	e->sync_busy = true;
+	td_iocb_prep(&e->sync_io, TD_AIO_FDSYNC, e->fd, NULL, 0, 0, 0,
+		     barrier_done, e);
+	td_aio_queue(e->sync_img->ctx->aio, &e->sync_io);
+}
+
+/* Wait for an fdatasync that starts after everything @al wrote so far. */
+static void barrier_join(struct vmdk_alloc *al)
+{
+	struct vmdk_extent *e = al->ext;
+
+	e->sync_img = al->img;
+	al->sync_next = e->sync_wait;
+	e->sync_wait = al;
+	barrier_kick(e);
+}
+
 /* Start the next stage once everything of the current one has completed. */
 static void alloc_step(struct vmdk_alloc *al)
 {
@@ -139,6 +196,10 @@ static void alloc_step(struct vmdk_alloc *al)
 		}
 		break;
 	case STAGE_DATA:
+		al->stage = STAGE_SYNC_DATA;
+		barrier_join(al);
+		break;
+	case STAGE_SYNC_DATA:
 		al->stage = STAGE_GT;
 		alloc_write(al, al->gte_le, 4, al->gt_off + gte_at);
 		if (al->rgt_off)
@@ -149,6 +210,10 @@ static void alloc_step(struct vmdk_alloc *al)
 			alloc_finish(al, 0);
 			break;
 		}
+		al->stage = STAGE_SYNC_GT;
+		barrier_join(al);
+		break;
+	case STAGE_SYNC_GT:
 		al->stage = STAGE_GD;
 		alloc_write(al, al->gde_le, 4, e->hdr.gd_offset * VMDK_SECTOR + gde_at);
 		if (al->rgt_off)

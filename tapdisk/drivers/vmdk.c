@@ -14,7 +14,8 @@
  * whole grain (copy-on-write of the rest from the parent or zeros), then
  * writes the GT entry (both copies), then, for a new grain table, the GD
  * entry (both copies): each step starts only when the one before has
- * completed, so a table never points at data that was not written.
+ * completed and an fdatasync has made it durable, so a table never points
+ * at data that is not on disk.
  *
  * This file: reads (flat, sparse, compressed grains), flush and the driver
  * table. Opening is in vmdk-open.c, writes in vmdk-write.c.

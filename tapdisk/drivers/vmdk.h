@@ -36,6 +36,16 @@ struct vmdk_extent {
 	bool compressed, markers, zero_grain;
 	struct vmdk_alloc *allocs;	/* grain allocations in flight */
 
+	/*
+	 * The fdatasync between writing data and writing the table that
+	 * points to it: allocations join sync_wait and the next barrier
+	 * covers them all (one in flight at a time).
+	 */
+	struct vmdk_alloc *sync_wait, *sync_batch;
+	bool sync_busy;
+	struct td_iocb sync_io;
+	struct td_image *sync_img;
+
 	/* the last inflated grain of a compressed extent */
 	void *cache;
 	uint64_t cache_grain;

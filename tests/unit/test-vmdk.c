@@ -445,7 +445,7 @@ static void test_stream_footer(void **state)
 
 	snprintf((char *)file + 512, 1024,
 		 "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"
-		 "createType=\"streamOptimized\"\nRW %u SPARSE \"d.vmdk\"\n", 4 * GS);
+		 "createType=\"streamOptimized\"\nRW %d SPARSE \"d.vmdk\"\n", 4 * GS);
 	for (int g = 0; g < 4; g += 2) {
 		uLongf zlen = sizeof(file) / 4;
 
