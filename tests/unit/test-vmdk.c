@@ -498,6 +498,72 @@ static void test_stream_footer(void **state)
 	assert_int_equal(sh("cd %s && qemu-img compare -q -f vmdk d.vmdk d.vmdk", f->dir), 0);
 }
 
+/*
+ * Grain tables that are not allocated yet (GD entries 0, as VMware leaves
+ * them): writes allocate the table once, even with several grains of it
+ * written at the same time, and point both directories at it.
+ */
+static void test_new_grain_table(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 6 };
+	static char bufs[N][8192];
+	struct iovec iov[N];
+	struct multi m = { 0 };
+	uint8_t hdr[512], zero[64] = { 0 }, gd[8];
+	char raw[300];
+	struct stat before, after;
+	int fd, rawfd;
+
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk d.vmdk 64M && "
+			    "qemu-img create -q -f raw ref.raw 64M", f->dir), 0);
+	fd = open(in_dir(f, "d.vmdk"), O_RDWR);
+	assert_int_equal(pread(fd, hdr, 512, 0), 512);
+	/* 64 MiB = 2 tables: clear both entries of the GD and the redundant GD. */
+	assert_int_equal(pwrite(fd, zero, 8, vmdk_le64(hdr + 56) * 512), 8);
+	assert_int_equal(pwrite(fd, zero, 8, vmdk_le64(hdr + 48) * 512), 8);
+	close(fd);
+	assert_int_equal(stat(in_dir(f, "d.vmdk"), &before), 0);
+	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+
+	snprintf(raw, sizeof(raw), "%s/ref.raw", f->dir);
+	rawfd = open(raw, O_WRONLY);
+	/* Grains 0, 5, 9 (table 0) and 600, 601, 1000 (table 1), all at once. */
+	for (int i = 0; i < N; i++) {
+		static const uint64_t grain[N] = { 0, 5, 9, 600, 601, 1000 };
+		uint64_t off = grain[i] * 65536 + 1000 * i;
+		struct td_req *req;
+
+		fill_pattern(bufs[i], sizeof(bufs[i]), off, 40 + i);
+		assert_int_equal(pwrite(rawfd, bufs[i], sizeof(bufs[i]), off), 8192);
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = sizeof(bufs[i]);
+		req = td_req_new(TD_OP_WRITE, off, sizeof(bufs[i]), &iov[i], 1,
+				 multi_done, &m);
+		td_image_submit(f->img, req);
+	}
+	close(rawfd);
+	run_until_count(f->loop, &m.done, N);
+	assert_int_equal(m.err, 0);
+	compare_raw(f, raw, 0, 64 * MiB);
+	td_image_close(f->img);
+	f->img = NULL;
+	/* Two tables in two copies (2 KiB each) and six grains. */
+	assert_int_equal(stat(in_dir(f, "d.vmdk"), &after), 0);
+	assert_int_equal(after.st_size - before.st_size, 4 * 2048 + 6 * 65536);
+	fd = open(in_dir(f, "d.vmdk"), O_RDONLY);
+	assert_int_equal(pread(fd, gd, 8, vmdk_le64(hdr + 56) * 512), 8);
+	assert_true(vmdk_le32(gd) && vmdk_le32(gd + 4));
+	assert_int_equal(pread(fd, gd, 8, vmdk_le64(hdr + 48) * 512), 8);
+	assert_true(vmdk_le32(gd) && vmdk_le32(gd + 4));
+	close(fd);
+	assert_int_equal(sh("cd %s && qemu-img check -q d.vmdk && "
+			    "qemu-img compare -q -F raw d.vmdk ref.raw", f->dir), 0);
+	/* Reopened: the tables are found through the directory. */
+	assert_int_equal(open_img(f, "d.vmdk", TD_OPEN_RDONLY), 0);
+	compare_raw(f, raw, 0, 64 * MiB);
+}
+
 /* ---- corrupt images ---- */
 
 static void patch(struct fixture *f, const char *name, uint64_t off,
@@ -634,6 +700,7 @@ int main(void)
 		T(test_descriptor_raw_parent),
 		T(test_zeroed_grain),
 		T(test_stream_footer),
+		T(test_new_grain_table),
 		T(test_corrupt_magic),
 		T(test_corrupt_grain_size),
 		T(test_corrupt_gd_past_eof),
