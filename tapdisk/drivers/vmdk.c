@@ -47,6 +47,9 @@ static void io_done(struct td_iocb *iocb, long res)
 
 	if (res == -EINVAL && iocb->iocb.aio_lio_opcode == IO_CMD_FDSYNC)
 		res = fdatasync(iocb->iocb.aio_fildes) < 0 ? -errno : 0;
+	/* A write into a grain that ran past the end of the file extends it. */
+	if (res >= 0 && req->op == TD_OP_WRITE && iocb->off + iocb->len > io->ext->eof)
+		io->ext->eof = iocb->off + iocb->len;
 	if (res < 0) {
 		io->img->errors++;
 		td_log_err("%s: %s: %s at virtual offset %llu, %llu bytes: %s",
@@ -232,23 +235,25 @@ static void sparse_read(struct td_image *img, struct vmdk_extent *e,
 {
 	while (a < b && !*err) {
 		enum run_kind kind;
-		uint64_t host, end = vmdk_sparse_run(e, a, b, &kind, &host);
-		uint64_t rel = a - e->start;
+		uint64_t host, next = vmdk_sparse_run(e, a, b, &kind, &host);
+		uint64_t rel = a - e->start, end = next;
 		struct td_req *c;
 
-		if (kind == RUN_ZERO) {
-			zero_piece(img, req, a, end, err);
-			a = end;
-			continue;
-		}
 		if (kind == RUN_DATA && host + (end - a) > e->eof) {
 			/* Bytes past the end of the file read as zeros. */
 			uint64_t keep = host < e->eof ? e->eof - host : 0;
 
 			zero_piece(img, req, a + keep, end, err);
 			end = a + keep;
-			if (a == end)
-				continue;
+		}
+		if (kind == RUN_ZERO) {
+			zero_piece(img, req, a, end, err);
+			a = next;
+			continue;
+		}
+		if (a == end) {
+			a = next;
+			continue;
 		}
 		c = vmdk_piece(req, a, end);
 		if (!c) {
@@ -262,7 +267,7 @@ static void sparse_read(struct td_image *img, struct vmdk_extent *e,
 					gte_get(e, rel / e->grain));
 		else
 			vmdk_io_file(img, e, c, TD_AIO_READ, host);
-		a = end;
+		a = next;
 	}
 }
 

@@ -564,6 +564,31 @@ static void test_new_grain_table(void **state)
 	compare_raw(f, raw, 0, 64 * MiB);
 }
 
+/* The last grain cut short by the end of the file: the rest reads as zeros. */
+static void test_grain_past_eof(void **state)
+{
+	struct fixture *f = *state;
+	char *buf = malloc(65536), w[100];
+	struct stat st;
+
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk d.vmdk 4M && "
+			    "qemu-io -f vmdk -c 'write -P 0x61 1M 64k' d.vmdk >/dev/null",
+			    f->dir), 0);
+	assert_int_equal(stat(in_dir(f, "d.vmdk"), &st), 0);
+	assert_int_equal(truncate(f->path, st.st_size - 32768), 0);
+	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+	assert_int_equal(do_io(f, TD_OP_READ, MiB, 65536, buf), 0);
+	for (int i = 0; i < 65536; i++)
+		assert_int_equal((unsigned char)buf[i], i < 32768 ? 0x61 : 0);
+	/* Writing past the end extends the file, and reads see it. */
+	memset(w, 0x62, sizeof(w));
+	assert_int_equal(do_io(f, TD_OP_WRITE, MiB + 40000, sizeof(w), w), 0);
+	assert_int_equal(do_io(f, TD_OP_READ, MiB + 39990, 120, buf), 0);
+	for (int i = 0; i < 120; i++)
+		assert_int_equal((unsigned char)buf[i], i >= 10 && i < 110 ? 0x62 : 0);
+	free(buf);
+}
+
 /* ---- corrupt images ---- */
 
 static void patch(struct fixture *f, const char *name, uint64_t off,
@@ -701,6 +726,7 @@ int main(void)
 		T(test_zeroed_grain),
 		T(test_stream_footer),
 		T(test_new_grain_table),
+		T(test_grain_past_eof),
 		T(test_corrupt_magic),
 		T(test_corrupt_grain_size),
 		T(test_corrupt_gd_past_eof),
