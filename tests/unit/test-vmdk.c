@@ -396,6 +396,35 @@ static void test_descriptor_raw_parent(void **state)
 	free(zero);
 }
 
+/* A qcow parent, recognised by its magic ('QFI\xfb'). */
+static void test_qcow_parent(void **state)
+{
+	struct fixture *f = *state;
+	char raw[300];
+	int fd;
+
+	if (!td_driver_find("qcow"))
+		skip();
+	assert_int_equal(sh("cd %s && qemu-img create -q -f qcow base.qcow 8M && "
+			    "qemu-io -f qcow -c 'write -P 0x3c 0 8M' base.qcow >/dev/null && "
+			    "qemu-img create -q -f vmdk s.vmdk 8M && "
+			    "qemu-img convert -O raw base.qcow ref.raw", f->dir), 0);
+	fd = open(in_dir(f, "d.vmdk"), O_CREAT | O_WRONLY, 0644);
+	dprintf(fd, "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=2\n"
+		    "createType=\"monolithicSparse\"\nparentFileNameHint=\"base.qcow\"\n"
+		    "RW 16384 SPARSE \"s.vmdk\"\n");
+	close(fd);
+	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+	assert_non_null(f->img->parent);
+	assert_string_equal(f->img->parent->drv->name, "qcow");
+	snprintf(raw, sizeof(raw), "%s/ref.raw", f->dir);
+	compare_raw(f, raw, 0, 8 * MiB);
+	fd = open(raw, O_WRONLY);
+	write_both(f, fd, 5 * 65536 + 3, 7, 11);
+	close(fd);
+	compare_raw(f, raw, 0, 8 * MiB);
+}
+
 /* zeroed_grain=on: grain table entry 1 reads as zeros, not the parent. */
 static void test_zeroed_grain(void **state)
 {
@@ -723,6 +752,7 @@ int main(void)
 		T(test_concurrent_allocation),
 		T(test_delta_link),
 		T(test_descriptor_raw_parent),
+		T(test_qcow_parent),
 		T(test_zeroed_grain),
 		T(test_stream_footer),
 		T(test_new_grain_table),
