@@ -105,10 +105,11 @@ void disk_device(const struct disk *d, char *buf, size_t len)
 {
 	if (d->kernel)
 		snprintf(buf, len, "/dev/tapdev%u", d->minor);
-	else if (d->nbd_unix)
-		snprintf(buf, len, "nbd+unix:///?socket=%s", d->nbd_unix);
+	else if (d->nbd_unix)	/* the empty export name selects the export */
+		snprintf(buf, len, "nbd+unix:///%s?socket=%s", d->name ? d->name : "",
+			 d->nbd_unix);
 	else if (d->nbd_tcp)
-		snprintf(buf, len, "nbd://%s/", d->nbd_tcp);
+		snprintf(buf, len, "nbd://%s/%s", d->nbd_tcp, d->name ? d->name : "");
 	else
 		snprintf(buf, len, "-");
 }
