@@ -683,8 +683,8 @@ int disk_tapdisk_call(struct ctrl *c, struct disk *d, uint16_t op,
 	int fd, err;
 
 	if (!c->tapdisk_control) {
-		snprintf(why, whylen, "%s has no control socket (no --control option), "
-			 "so it cannot %s", c->opts.tapdisk, blktap_ctl_op_name(op));
+		snprintf(why, whylen, "%s has no control socket (no --control option): "
+			 "stats, pause and unpause are unavailable", c->opts.tapdisk);
 		return -EOPNOTSUPP;
 	}
 	if (d->state != DISK_RUNNING || !d->pid) {
