@@ -74,6 +74,26 @@ if command -v setpriv >/dev/null; then
 		fail "a non-root client could list"
 	case $err in *"permission denied"*|*"Permission denied"*) ;; *) fail "non-root: $err" ;; esac
 fi
+# malformed messages on the control socket: answered or dropped, daemon lives
+python3 - "$BLKTAPCTRL_SOCKET" <<'PY' || fail "malformed requests"
+import socket, struct, sys
+hdr = lambda op, n, ver=1, magic=0x4c544342: struct.pack("=IHHIi", magic, ver, op, n, 0)
+for msg in [b"garbage, not a header", hdr(2, 0, magic=1), hdr(2, 0, ver=9),
+            hdr(99, 0), hdr(2, 5) + b"A=1\n\n", hdr(2, 100) + b"a=1\n",
+            hdr(2, 1 << 30), hdr(3, 8) + b"type=aio", b""]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    try:  # the daemon may hang up before reading everything: a reset
+        s.sendall(msg)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
+PY
+kill -0 "$CTRL_PID" || fail "blktapctrl died of malformed requests"
+[ "$(tapctl list | wc -l)" = 1 ] || fail "malformed requests changed the disk list"
 ok "bad requests refused with clear errors, nothing changed"
 
 # kill -9 the tapdisk: restarted on the same minor, data still there
