@@ -24,8 +24,9 @@
 
 /* ---- opening ---- */
 
-static int read_at(struct td_image *img, const char *path, int fd, void *buf,
-		   size_t len, uint64_t off, const char *what)
+/* Read exactly @len bytes; errors are logged after @label (file and image). */
+static int read_at(const char *label, int fd, void *buf, size_t len,
+		   uint64_t off, const char *what)
 {
 	size_t done = 0;
 
@@ -37,13 +38,13 @@ static int read_at(struct td_image *img, const char *path, int fd, void *buf,
 		if (n < 0) {
 			int err = -errno;
 
-			td_log_err("%s: %s: reading the %s: %s", img->name, path,
-				   what, strerror(errno));
+			td_log_err("%s: reading the %s: %s", label, what,
+				   strerror(errno));
 			return err;
 		}
 		if (n == 0) {
-			td_log_err("%s: %s: the %s at offset %llu lies past the end of the file",
-				   img->name, path, what, (unsigned long long)off);
+			td_log_err("%s: the %s at offset %llu lies past the end of the file",
+				   label, what, (unsigned long long)off);
 			return -EINVAL;
 		}
 		done += n;
@@ -62,7 +63,7 @@ static char *join_path(const char *dir, const char *file)
 	return p;
 }
 
-static int read_table(struct td_image *img, struct vmdk_extent *e,
+static int read_table(struct vmdk_extent *e,
 		      uint32_t **out, uint64_t off_sectors, const char *what)
 {
 	uint32_t n = e->hdr.gd_entries;
@@ -72,7 +73,7 @@ static int read_table(struct td_image *img, struct vmdk_extent *e,
 
 	if (!raw || !t)
 		goto out;
-	err = read_at(img, e->path, e->fd, raw, (size_t)n * 4,
+	err = read_at(e->label, e->fd, raw, (size_t)n * 4,
 		      off_sectors * VMDK_SECTOR, what);
 	if (err)
 		goto out;
@@ -86,7 +87,7 @@ out:
 	return err;
 }
 
-static int check_gt(struct td_image *img, struct vmdk_extent *e, uint32_t i)
+static int check_gt(struct vmdk_extent *e, uint32_t i)
 {
 	const uint32_t *t = e->gt[i];
 
@@ -94,8 +95,8 @@ static int check_gt(struct td_image *img, struct vmdk_extent *e, uint32_t i)
 		if (t[j] == 0 || (t[j] == 1 && e->zero_grain))
 			continue;
 		if ((uint64_t)t[j] * VMDK_SECTOR >= e->eof) {
-			td_log_err("%s: %s: grain %llu is at sector %u, past the end of the file (%llu bytes); the file is truncated or corrupt",
-				   img->name, e->path,
+			td_log_err("%s: grain %llu is at sector %u, past the end of the file (%llu bytes); the file is truncated or corrupt",
+				   e->label,
 				   (unsigned long long)i * e->hdr.gtes_per_gt + j,
 				   t[j], (unsigned long long)e->eof);
 			return -EINVAL;
@@ -105,7 +106,7 @@ static int check_gt(struct td_image *img, struct vmdk_extent *e, uint32_t i)
 }
 
 /* Read every allocated grain table, coalescing tables that follow each other. */
-static int load_gts(struct td_image *img, struct vmdk_extent *e)
+static int load_gts(struct vmdk_extent *e)
 {
 	uint32_t n = e->hdr.gd_entries, per = e->hdr.gtes_per_gt, i = 0, j;
 	uint64_t mem = 0;
@@ -130,20 +131,20 @@ static int load_gts(struct td_image *img, struct vmdk_extent *e)
 		bytes = (size_t)(j - i) * e->gt_bytes;
 		mem += bytes;
 		if (mem > GT_MEM_LIMIT) {
-			td_log_err("%s: %s: grain tables need more than %llu MiB of memory",
-				   img->name, e->path, GT_MEM_LIMIT >> 20);
+			td_log_err("%s: grain tables need more than %llu MiB of memory",
+				   e->label, GT_MEM_LIMIT >> 20);
 			return -EFBIG;
 		}
 		if (first * VMDK_SECTOR + bytes > e->eof) {
-			td_log_err("%s: %s: grain table %u at sector %llu lies past the end of the file (%llu bytes); the file is truncated or corrupt",
-				   img->name, e->path, i, (unsigned long long)first,
+			td_log_err("%s: grain table %u at sector %llu lies past the end of the file (%llu bytes); the file is truncated or corrupt",
+				   e->label, i, (unsigned long long)first,
 				   (unsigned long long)e->eof);
 			return -EINVAL;
 		}
 		raw = malloc(bytes);
 		if (!raw)
 			return -ENOMEM;
-		err = read_at(img, e->path, e->fd, raw, bytes,
+		err = read_at(e->label, e->fd, raw, bytes,
 			      first * VMDK_SECTOR, "grain tables");
 		for (; i < j && !err; i++) {
 			const uint8_t *src = raw + (size_t)(i - i0) * e->gt_bytes;
@@ -155,20 +156,20 @@ static int load_gts(struct td_image *img, struct vmdk_extent *e)
 			}
 			for (uint32_t k = 0; k < per; k++)
 				e->gt[i][k] = vmdk_le32(src + 4 * k);
-			err = check_gt(img, e, i);
+			err = check_gt(e, i);
 		}
 		free(raw);
 	}
 	return err;
 }
 
-static int load_sparse(struct td_image *img, struct vmdk_extent *e)
+static int load_sparse(struct vmdk_extent *e)
 {
 	uint8_t hdr[VMDK_HEADER_SIZE];
 	char why[256];
 	int err;
 
-	err = read_at(img, e->path, e->fd, hdr, sizeof(hdr), 0, "sparse header");
+	err = read_at(e->label, e->fd, hdr, sizeof(hdr), 0, "sparse header");
 	if (err)
 		return err;
 	if (vmdk_header_parse(hdr, sizeof(hdr), e->eof, &e->hdr, why, sizeof(why)))
@@ -179,7 +180,7 @@ static int load_sparse(struct td_image *img, struct vmdk_extent *e)
 			snprintf(why, sizeof(why), "the grain directory is at the end, but there is no footer");
 			goto bad;
 		}
-		err = read_at(img, e->path, e->fd, hdr, sizeof(hdr),
+		err = read_at(e->label, e->fd, hdr, sizeof(hdr),
 			      e->eof - 2 * VMDK_SECTOR, "footer");
 		if (err)
 			return err;
@@ -203,16 +204,16 @@ static int load_sparse(struct td_image *img, struct vmdk_extent *e)
 	e->markers = e->hdr.flags & VMDK_FLAG_MARKERS;
 	e->zero_grain = e->hdr.flags & VMDK_FLAG_ZERO_GRAIN;
 	if (e->compressed && e->writable) {
-		td_log_err("%s: %s: compressed (stream-optimized) extents are read-only here; open the image read-only",
-			   img->name, e->path);
+		td_log_err("%s: compressed (stream-optimized) extents are read-only here; open the image read-only",
+			   e->label);
 		return -EROFS;
 	}
-	err = read_table(img, e, &e->gd, e->hdr.gd_offset, "grain directory");
+	err = read_table(e, &e->gd, e->hdr.gd_offset, "grain directory");
 	if (!err && (e->hdr.flags & VMDK_FLAG_RGD) && !e->compressed)
-		err = read_table(img, e, &e->rgd, e->hdr.rgd_offset,
+		err = read_table(e, &e->rgd, e->hdr.rgd_offset,
 				 "redundant grain directory");
 	if (!err)
-		err = load_gts(img, e);
+		err = load_gts(e);
 	if (err)
 		return err;
 	e->alloc = (e->eof + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR;
@@ -220,10 +221,10 @@ static int load_sparse(struct td_image *img, struct vmdk_extent *e)
 		e->alloc = e->hdr.overhead * VMDK_SECTOR;
 	return 0;
 bad_footer:
-	td_log_err("%s: %s: footer: %s", img->name, e->path, why);
+	td_log_err("%s: footer: %s", e->label, why);
 	return -EINVAL;
 bad:
-	td_log_err("%s: %s: %s", img->name, e->path, why);
+	td_log_err("%s: %s", e->label, why);
 	return -EINVAL;
 }
 
@@ -239,10 +240,20 @@ static int open_extent(struct td_image *img, struct vmdk_image *vi,
 	e->flat_off = d->offset * VMDK_SECTOR;
 	e->noaccess = d->access == VMDK_ACCESS_NONE;
 	e->writable = d->access == VMDK_ACCESS_RW && !(flags & TD_OPEN_RDONLY);
-	if (e->type == VMDK_EXT_ZERO)
-		return 0;
+	if (e->type == VMDK_EXT_ZERO) {
+		if (asprintf(&e->label, "%s: ZERO extent", img->name) < 0)
+			e->label = NULL;
+		return e->label ? 0 : -ENOMEM;
+	}
 	e->path = join_path(vi->dir, d->file);
 	if (!e->path)
+		return -ENOMEM;
+	/* Messages name the extent file when it is not the image's own. */
+	if (!strcmp(e->path, img->path))
+		e->label = strdup(img->name);
+	else if (asprintf(&e->label, "%s: %s", img->name, e->path) < 0)
+		e->label = NULL;
+	if (!e->label)
 		return -ENOMEM;
 	e->fd = open(e->path, (e->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (e->fd < 0) {
@@ -253,15 +264,15 @@ static int open_extent(struct td_image *img, struct vmdk_image *vi,
 	}
 	if (fstat(e->fd, &st) < 0) {
 		err = -errno;
-		td_log_err("%s: %s: stat: %s", img->name, e->path, strerror(errno));
+		td_log_err("%s: stat: %s", e->label, strerror(errno));
 		return err;
 	}
 	e->eof = st.st_size;
 	if (e->type == VMDK_EXT_SPARSE)
-		return load_sparse(img, e);
+		return load_sparse(e);
 	if (S_ISREG(st.st_mode) && e->flat_off + e->len > e->eof) {
-		td_log_err("%s: %s: flat extent of %llu bytes at offset %llu runs past the end of the file (%llu bytes)",
-			   img->name, e->path, (unsigned long long)e->len,
+		td_log_err("%s: flat extent of %llu bytes at offset %llu runs past the end of the file (%llu bytes)",
+			   e->label, (unsigned long long)e->len,
 			   (unsigned long long)e->flat_off,
 			   (unsigned long long)e->eof);
 		return -EINVAL;
@@ -281,6 +292,7 @@ static void free_extent(struct vmdk_extent *e)
 	free(e->rgd);
 	free(e->cache);
 	free(e->path);
+	free(e->label);
 }
 
 void vmdk_close(struct td_image *img)
@@ -307,7 +319,7 @@ static int read_descriptor(struct td_image *img, struct vmdk_image *vi,
 	char why[256], *text;
 	int err;
 
-	err = read_at(img, path, fd, head, size < sizeof(head) ? size : sizeof(head),
+	err = read_at(img->name, fd, head, size < sizeof(head) ? size : sizeof(head),
 		      0, "first sector");
 	if (err)
 		return err;
@@ -331,7 +343,7 @@ static int read_descriptor(struct td_image *img, struct vmdk_image *vi,
 	text = calloc(1, len + 1);
 	if (!text)
 		return -ENOMEM;
-	err = off || len ? read_at(img, path, fd, text, len, off, "descriptor") : 0;
+	err = off || len ? read_at(img->name, fd, text, len, off, "descriptor") : 0;
 	if (!err && vmdk_le32(head) == VMDK_MAGIC && !text[0]) {
 		/* A bare extent (e.g. one part of a split image). */
 		const char *base = strrchr(path, '/');

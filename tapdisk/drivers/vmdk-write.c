@@ -83,7 +83,7 @@ static void alloc_finish(struct vmdk_alloc *al, int err)
 			e->eof = al->data_off + e->grain;
 	} else {
 		img->errors++;
-		td_log_err("%s: %s: allocating grain %llu: %s", img->name, e->path,
+		td_log_err("%s: allocating grain %llu: %s", e->label,
 			   (unsigned long long)al->grain_idx, strerror(-err));
 	}
 	free(al->new_table);
@@ -294,8 +294,8 @@ static void start_alloc(struct td_image *img, struct vmdk_extent *e,
 	al->new_gt = !e->gt[al->gd_idx];
 	need = e->grain + (al->new_gt ? 2ull * e->gt_bytes : 0);
 	if (e->alloc + need > (uint64_t)UINT32_MAX * VMDK_SECTOR) {
-		td_log_err("%s: %s: the extent is full (sparse extents hold at most 2 TiB)",
-			   img->name, e->path);
+		td_log_err("%s: the extent is full (sparse extents hold at most 2 TiB)",
+			   e->label);
 		free(al);
 		td_image_complete_later(img, c, -ENOSPC);
 		return;
@@ -398,9 +398,8 @@ static void extent_write(struct td_image *img, struct vmdk_extent *e,
 	struct td_req *c;
 
 	if (!e->writable || e->type == VMDK_EXT_ZERO) {
-		td_log_err("%s: write at %llu: the extent %s is read-only",
-			   img->name, (unsigned long long)a,
-			   e->path ? e->path : "(ZERO)");
+		td_log_err("%s: write at %llu: the extent is read-only",
+			   e->label, (unsigned long long)a);
 		*err = -EROFS;
 		return;
 	}

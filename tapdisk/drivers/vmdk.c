@@ -52,8 +52,8 @@ static void io_done(struct td_iocb *iocb, long res)
 		io->ext->eof = iocb->off + iocb->len;
 	if (res < 0) {
 		io->img->errors++;
-		td_log_err("%s: %s: %s at virtual offset %llu, %llu bytes: %s",
-			   io->img->name, io->ext->path,
+		td_log_err("%s: %s at virtual offset %llu, %llu bytes: %s",
+			   io->ext->label,
 			   req->op == TD_OP_READ ? "read" :
 			   req->op == TD_OP_WRITE ? "write" : "flush",
 			   (unsigned long long)req->off,
@@ -159,8 +159,8 @@ static void cread_done(struct td_iocb *iocb, long res)
 out:
 	if (err) {
 		c->img->errors++;
-		td_log_err("%s: %s: compressed grain at offset %llu: %s", c->img->name,
-			   e->path, (unsigned long long)c->file_off, why);
+		td_log_err("%s: compressed grain at offset %llu: %s", e->label,
+			   (unsigned long long)c->file_off, why);
 	}
 	td_req_complete(c->req, err);
 	free(c->raw);

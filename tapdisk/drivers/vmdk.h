@@ -21,6 +21,7 @@ struct vmdk_extent {
 	bool writable;
 	bool noaccess;
 	char *path;
+	char *label;			/* "image: extent file", for messages */
 	int fd;
 	uint64_t start, len;		/* bytes of the virtual disk */
 	uint64_t flat_off;		/* FLAT: bytes into the file */
