@@ -25,8 +25,7 @@ CTRL_PID=
 _ctrl_cleanup() {
 	local f pid
 	if [ -n "$CTRL_PID" ]; then
-		kill -KILL "$CTRL_PID" 2>/dev/null
-		wait "$CTRL_PID" 2>/dev/null
+		{ kill -KILL "$CTRL_PID"; wait "$CTRL_PID"; } 2>/dev/null
 	fi
 	# the tapdisks our daemon started, from its state files
 	for f in "$RUN"/disks/*; do

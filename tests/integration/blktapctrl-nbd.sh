@@ -105,8 +105,7 @@ qio "$dev" -c 'read -P 0xa1 0 1M' -c 'write -P 0xb2 1M 1M' -c 'read -P 0xb2 1M 1
 ok "tapdisk $pid killed: restarted as $pid2, data intact"
 
 # kill -9 blktapctrl: a new one re-adopts the running tapdisk
-kill -KILL "$CTRL_PID"
-wait "$CTRL_PID" 2>/dev/null
+{ kill -KILL "$CTRL_PID"; wait "$CTRL_PID"; } 2>/dev/null	# no "Killed" notice
 kill -0 "$pid2" || fail "tapdisk died with blktapctrl"
 qio "$dev" -c 'read -P 0xb2 1M 1M'
 start_ctrl --max-restarts 5 --restart-window 60
