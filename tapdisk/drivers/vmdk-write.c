@@ -420,3 +420,70 @@ void vmdk_queue_write(struct td_image *img, struct td_req *req)
 	vmdk_for_extents(img, req, extent_write);
 }
 
+
+/* ---- write-zeroes ---- */
+
+#define ZERO_CHUNK	(1u << 20)	/* bytes of zeros written per piece */
+
+static void *zero_chunk(void)
+{
+	static void *buf;
+
+	if (!buf)
+		buf = calloc(1, ZERO_CHUNK);
+	return buf;
+}
+
+/*
+ * Grains that already read as zeros (unallocated with no parent, or
+ * zeroed-grain entries) are left alone unless the caller wants the space
+ * allocated (TD_REQ_NO_HOLE); everything else gets written zeros.
+ */
+static void extent_zero(struct td_image *img, struct vmdk_extent *e,
+			struct td_req *req, uint64_t a, uint64_t b, int *err)
+{
+	void *zeros = zero_chunk();
+
+	if (!zeros) {
+		*err = -ENOMEM;
+		return;
+	}
+	while (a < b && !*err) {
+		uint64_t end = b;
+		struct td_req *c;
+
+		if (e->type == VMDK_EXT_SPARSE && e->writable &&
+		    !(req->flags & TD_REQ_NO_HOLE)) {
+			enum run_kind kind;
+			uint64_t host;
+
+			end = vmdk_sparse_run(e, a, b, &kind, &host);
+			if (kind == RUN_ZERO || (kind == RUN_PARENT && !img->parent)) {
+				a = end;
+				continue;
+			}
+		}
+		if (end - a > ZERO_CHUNK)
+			end = a + ZERO_CHUNK;
+		c = vmdk_piece(req, a, end);
+		if (!c) {
+			*err = -ENOMEM;
+			return;
+		}
+		c->op = TD_OP_WRITE;
+		c->flags &= ~TD_REQ_NO_HOLE;
+		c->iov = c->iov_inline;
+		c->niov = 1;
+		c->iov_inline[0].iov_base = zeros;
+		c->iov_inline[0].iov_len = end - a;
+		td_req_hold(c);
+		extent_write(img, e, c, a, end, err);
+		td_req_release(c, *err);
+		a = end;
+	}
+}
+
+void vmdk_write_zeroes(struct td_image *img, struct td_req *req)
+{
+	vmdk_for_extents(img, req, extent_zero);
+}

@@ -373,6 +373,7 @@ const struct td_driver td_driver_vmdk = {
 	.queue_read	 = vmdk_queue_read,
 	.queue_write	 = vmdk_queue_write,
 	.flush		 = vmdk_flush,
+	.write_zeroes	 = vmdk_write_zeroes,
 	.get_parent	 = vmdk_get_parent,
 	.validate_parent = vmdk_validate_parent,
 };

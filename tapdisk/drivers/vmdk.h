@@ -103,5 +103,6 @@ void vmdk_for_extents(struct td_image *img, struct td_req *req,
 
 /* vmdk-write.c */
 void vmdk_queue_write(struct td_image *img, struct td_req *req);
+void vmdk_write_zeroes(struct td_image *img, struct td_req *req);
 
 #endif

@@ -618,6 +618,70 @@ static void test_grain_past_eof(void **state)
 	free(buf);
 }
 
+static off_t file_size(struct fixture *f, const char *name)
+{
+	struct stat st;
+
+	assert_int_equal(stat(in_dir(f, name), &st), 0);
+	return st.st_size;
+}
+
+/*
+ * Write-zeroes leaves grains that already read as zeros unallocated (the
+ * image stays sparse), zeroes allocated ones in place, allocates with
+ * TD_REQ_NO_HOLE, and over a parent writes real zeros.
+ */
+static void test_write_zeroes(void **state)
+{
+	struct fixture *f = *state;
+	char *buf = malloc(8 * MiB), *zero = calloc(1, 8 * MiB);
+	off_t size0, size1;
+	struct result r = { 0 };
+	struct td_req *req;
+
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk d.vmdk 64M && "
+			    "qemu-io -f vmdk -c 'write -P 0x44 3M 64k' d.vmdk >/dev/null",
+			    f->dir), 0);
+	size0 = file_size(f, "d.vmdk");
+	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+	assert_int_equal(do_io(f, TD_OP_WRITE_ZEROES, 0, 8 * MiB, NULL), 0);
+	assert_int_equal(file_size(f, "d.vmdk"), size0);
+	assert_int_equal(do_io(f, TD_OP_READ, 0, 8 * MiB, buf), 0);
+	assert_memory_equal(buf, zero, 8 * MiB);
+	/* NO_HOLE: allocated (two grains), still zeros. */
+	req = td_req_new(TD_OP_WRITE_ZEROES, 16 * MiB + 100, 65536, NULL, 0,
+			 req_done, &r);
+	req->flags = TD_REQ_NO_HOLE;
+	td_image_submit(f->img, req);
+	run_until(f->loop, &r.done);
+	assert_int_equal(r.err, 0);
+	size1 = file_size(f, "d.vmdk");
+	assert_int_equal(size1 - size0, 2 * 65536);
+	assert_int_equal(do_io(f, TD_OP_READ, 16 * MiB, 2 * 65536, buf), 0);
+	assert_memory_equal(buf, zero, 2 * 65536);
+	td_image_close(f->img);
+	f->img = NULL;
+	assert_int_equal(sh("cd %s && qemu-img check -q d.vmdk && "
+			    "qemu-io -f vmdk -c 'read -P 0 0 64M' d.vmdk | grep -q 'read 67108864'",
+			    f->dir), 0);
+
+	/* Over a parent: zeros must hide the parent's data. */
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk -b d.vmdk -F vmdk c.vmdk && "
+			    "qemu-io -f vmdk -c 'write -P 0x45 0 4M' d.vmdk >/dev/null",
+			    f->dir), 0);
+	assert_int_equal(open_img(f, "c.vmdk", 0), 0);
+	assert_int_equal(do_io(f, TD_OP_WRITE_ZEROES, 1000, 3 * MiB, NULL), 0);
+	assert_int_equal(do_io(f, TD_OP_READ, 0, 4 * MiB, buf), 0);
+	for (uint64_t i = 0; i < 4 * MiB; i++)
+		if ((unsigned char)buf[i] != (i >= 1000 && i < 1000 + 3 * MiB ? 0 : 0x45))
+			fail_msg("byte %llu is %#x", (unsigned long long)i, (unsigned char)buf[i]);
+	td_image_close(f->img);
+	f->img = NULL;
+	assert_int_equal(sh("cd %s && qemu-img check -q c.vmdk", f->dir), 0);
+	free(buf);
+	free(zero);
+}
+
 /* ---- corrupt images ---- */
 
 static void patch(struct fixture *f, const char *name, uint64_t off,
@@ -757,6 +821,7 @@ int main(void)
 		T(test_stream_footer),
 		T(test_new_grain_table),
 		T(test_grain_past_eof),
+		T(test_write_zeroes),
 		T(test_corrupt_magic),
 		T(test_corrupt_grain_size),
 		T(test_corrupt_gd_past_eof),
