@@ -4,7 +4,8 @@
 # patterns written over NBD (unaligned, zeroes, across the 2 GiB extent
 # boundary) read back, and after a clean stop the file passes
 # `qemu-img check` and compares equal to a raw reference written the same
-# way. streamOptimized is served read-only. A delta link (vmdk parent) takes
+# way; qemu-img convert over NBD keeps an image sparse. streamOptimized
+# is served read-only. A delta link (vmdk parent) takes
 # fio's verified random writes at queue depth 16 (many concurrent grain
 # allocations), and they are still there after a restart.
 set -u
@@ -67,6 +68,22 @@ for fmt in monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFl
 	ok "$fmt: written through tapdisk, qemu-img check and compare"
 	rm -f "$WORK/$fmt"*
 done
+
+# qemu-img convert onto an empty image over NBD zeroes the whole target
+# first: the grains that stay zero must not be allocated.
+img=$WORK/conv.vmdk src=$WORK/conv.raw
+qemu-img create -q -f raw "$src" 256M
+qemu_io raw "$src" -c 'write -P 0x31 0 1M' -c 'write -P 0x32 200M 64k' || fail "convert: source"
+qemu-img create -q -f vmdk "$img" 256M
+before=$(stat -c %s "$img")
+start_tapdisk conv --nbd-unix "$WORK/conv.sock" "vmdk:$img"
+qemu-img convert -n -f raw -O raw "$src" "$(uri conv)" || fail "convert: qemu-img convert to NBD"
+qemu-img compare -q -f raw -F raw "$src" "$(uri conv)" || fail "convert: compare over NBD"
+stop_tapdisk || fail "convert: tapdisk exit status"
+grown=$(( $(stat -c %s "$img") - before ))
+[ $grown -le $((2 << 20)) ] || fail "convert: the image grew by $grown bytes for 1.06 MiB of data"
+qemu-img check -q "$img" && qemu-img compare -q -F raw "$img" "$src" || fail "convert: check/compare"
+ok "qemu-img convert over NBD keeps the image sparse (grew $grown bytes)"
 
 # streamOptimized: compressed grains, read-only.
 img=$WORK/stream.vmdk ref=$WORK/stream.raw
