@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blktap/log.h"
@@ -45,6 +46,7 @@
 #define LISTEN_BACKLOG		128
 #define ACCEPT_RETRY_NS		(200ull * 1000000)	/* after EMFILE etc. */
 #define QUIESCE_GRACE_NS	(5ull * 1000000000)	/* for stuck readers */
+#define HANDSHAKE_TIMEOUT_NS	(30ull * 1000000000)	/* to reach transmission */
 #define DATA_ALIGN		4096
 
 struct nbd_conn;
@@ -104,6 +106,9 @@ struct td_nbd_server {
 	struct nbd_conn *kick_head;	/* connections with deferred work */
 	struct td_deferred kick;
 	struct td_event *grace;		/* after quiesce: drop stuck clients */
+	struct td_event *hs_timer;	/* drops clients slow to negotiate */
+	uint64_t hs_timeout_ns;
+	bool hs_armed;
 	struct nbd_buf scratch;		/* option replies being built */
 	unsigned int inflight;
 	uint64_t pending_bytes;		/* data buffers of all connections */
@@ -120,6 +125,7 @@ struct nbd_conn {
 	struct td_event *ev;
 	uint32_t ev_mask;
 	char peer[160];
+	uint64_t accepted_ns;		/* CLOCK_MONOTONIC */
 	bool no_zeroes;
 	bool closing;			/* close once every reply is out */
 	bool dead;			/* socket closed */
@@ -888,6 +894,51 @@ static void on_conn_event(struct td_event *ev, uint32_t events, void *arg)
 
 /* ---- accepting ---- */
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Check on negotiating clients a few times per timeout while there are any. */
+static void arm_handshake_timer(struct td_nbd_server *srv)
+{
+	uint64_t period = srv->hs_timeout_ns / 4 + 1;
+
+	if (srv->hs_armed || !srv->hs_timer)
+		return;
+	if (td_loop_set_timer(srv->hs_timer, period, period) == 0)
+		srv->hs_armed = true;
+}
+
+static void on_handshake_check(struct td_event *ev, uint32_t events, void *arg)
+{
+	struct td_nbd_server *srv = arg;
+	uint64_t now = now_ns();
+	struct nbd_conn *c, *next;
+	bool waiting = false;
+
+	(void)events;
+	for (c = srv->conns; c; c = next) {
+		next = c->next;
+		if (c->dead || !conn_in_handshake(c))
+			continue;
+		if (now - c->accepted_ns < srv->hs_timeout_ns) {
+			waiting = true;
+			continue;
+		}
+		td_log_warn("nbd: %s: no NBD negotiation within %llu ms: closing",
+			    c->peer,
+			    (unsigned long long)(srv->hs_timeout_ns / 1000000));
+		conn_drop(c);
+		conn_settle(c);
+	}
+	if (!waiting && td_loop_set_timer(ev, 0, 0) == 0)
+		srv->hs_armed = false;
+}
+
 static void conn_new(struct td_nbd_server *srv, int fd, const char *peer)
 {
 	struct nbd_greeting g;
@@ -920,6 +971,8 @@ static void conn_new(struct td_nbd_server *srv, int fd, const char *peer)
 		conn_free(c);
 		return;
 	}
+	c->accepted_ns = now_ns();
+	arm_handshake_timer(srv);
 	td_log_debug("nbd: %s: connected", peer);
 	return;
 
@@ -1228,6 +1281,13 @@ struct td_nbd_server *td_nbd_server_create(struct td_ctx *ctx,
 		td_log_err("nbd: nothing to listen on: give a unix socket path and/or a TCP address");
 		goto fail;
 	}
+	srv->hs_timeout_ns = HANDSHAKE_TIMEOUT_NS;
+	srv->hs_timer = td_loop_add_timer(ctx->loop, 0, 0, on_handshake_check,
+					  srv);
+	if (!srv->hs_timer) {
+		td_log_err("nbd: timer: %s", strerror(errno));
+		goto fail;
+	}
 	for (int i = 0; i < srv->nlis; i++) {
 		struct nbd_listener *l = &srv->lis[i];
 
@@ -1243,6 +1303,7 @@ nomem:
 fail:
 	if (srv) {
 		close_listeners(srv);
+		td_loop_del(srv->hs_timer);
 		free(srv->export_name);
 		free(srv);
 	}
@@ -1303,6 +1364,15 @@ unsigned int td_nbd_server_inflight(const struct td_nbd_server *srv)
 	return srv->inflight;
 }
 
+void td_nbd_server_set_handshake_timeout(struct td_nbd_server *srv,
+					 uint64_t timeout_ns)
+{
+	srv->hs_timeout_ns = timeout_ns ? timeout_ns : 1;
+	if (srv->hs_armed && td_loop_set_timer(srv->hs_timer, 0, 0) == 0)
+		srv->hs_armed = false;
+	arm_handshake_timer(srv);
+}
+
 void td_nbd_server_destroy(struct td_nbd_server *srv)
 {
 	struct nbd_conn *c, *next;
@@ -1311,6 +1381,7 @@ void td_nbd_server_destroy(struct td_nbd_server *srv)
 		return;
 	close_listeners(srv);
 	td_loop_del(srv->grace);
+	td_loop_del(srv->hs_timer);
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
 		conn_drop(c);

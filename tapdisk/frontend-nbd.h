@@ -33,6 +33,13 @@ void td_nbd_server_quiesce(struct td_nbd_server *srv);
 /* Requests read from clients and not yet replied to. */
 unsigned int td_nbd_server_inflight(const struct td_nbd_server *srv);
 
+/*
+ * A client that has not finished negotiating @timeout_ns after connecting
+ * is disconnected (default: 30 s), so idle connections cannot pile up.
+ */
+void td_nbd_server_set_handshake_timeout(struct td_nbd_server *srv,
+					 uint64_t timeout_ns);
+
 /* Close every connection and the listeners; unlink the unix socket. */
 void td_nbd_server_destroy(struct td_nbd_server *srv);
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "aio.h"
 #include "blktap/log.h"
@@ -809,6 +810,41 @@ static void test_quiesce(void **state)
 	close(half);
 }
 
+/* Clients that never finish negotiating are shown the door. */
+static void test_handshake_timeout(void **state)
+{
+	struct export_info ei = { 0 };
+	uint8_t g[18];
+	int idle, slow, quick;
+
+	(void)state;
+	F->srv = make_server(false, NULL);
+	assert_non_null(F->srv);
+	td_nbd_server_set_handshake_timeout(F->srv, 100 * 1000000ull);
+	idle = cl_connect();
+	slow = cl_connect();
+	cl_greeting(slow, NBD_FLAG_C_FIXED_NEWSTYLE);
+	quick = cl_open("exp", &ei);
+	{
+		struct timespec t0, t;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do {
+			pump();
+			clock_gettime(CLOCK_MONOTONIC, &t);
+		} while ((t.tv_sec - t0.tv_sec) * 1000 +
+			 (t.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+	}
+	assert_int_equal(cl_recv(idle, g, sizeof(g)), sizeof(g));
+	cl_expect_eof(idle);
+	cl_expect_eof(slow);
+	/* Past negotiation, no time limit. */
+	assert_int_equal(cl_read(quick, 0, sizeof(g), g), 0);
+	cl_disc(quick);
+	close(idle);
+	close(slow);
+}
+
 static void test_create_errors(void **state)
 {
 	struct td_nbd_opts o = { .export_name = "x" };
@@ -968,6 +1004,7 @@ int main(void)
 		T(test_multi_clients),
 		T(test_disconnects),
 		T(test_quiesce),
+		T(test_handshake_timeout),
 		T(test_create_errors),
 		T(test_tcp),
 	};
