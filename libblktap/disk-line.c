@@ -297,6 +297,7 @@ static int parse_line(const char *line, size_t len, const struct where *w,
 	}
 	if (ret)
 		return ret;
+	d->block_tap = script.s != NULL;
 	if (!vdev.s)
 		return fail(err, w, len, "no virtual device (e.g. ',xvda,w')");
 	ret = parse_vdev(vdev.s, vdev.len, vdev.off, d, w, err);
@@ -434,8 +435,9 @@ static bool is_word(char c)
 }
 
 static int add_disk(struct td_disk_config *cfg, const char *s, size_t len,
-		    const struct where *at, struct td_disk_error *err)
+		    const struct where *at, struct lexer *lx)
 {
+	struct td_disk_error *err = lx->err;
 	struct td_disk *d;
 	int ret;
 
@@ -456,6 +458,8 @@ static int add_disk(struct td_disk_config *cfg, const char *s, size_t len,
 		return -ENOMEM;
 	d->line = at->line;
 	d->column = at->col;
+	d->offset = (size_t)(s - lx->s);
+	d->length = len;
 	cfg->n++;
 	return 0;
 }
@@ -480,7 +484,7 @@ static int lex_value(struct lexer *lx, bool is_disk, int depth,
 		ret = lex_string(lx, &s, &len, &at);
 		if (ret || !is_disk)
 			return ret;
-		return add_disk(cfg, s, len, &at, lx->err);
+		return add_disk(cfg, s, len, &at, lx);
 	}
 	if (c == '[') {
 		if (depth > 0)
@@ -573,7 +577,7 @@ out:
 }
 
 int td_disk_config_load(const char *path, struct td_disk_config *cfg,
-			struct td_disk_error *err)
+			struct td_disk_error *err, char **textp)
 {
 	struct stat st;
 	char *text;
@@ -609,8 +613,12 @@ int td_disk_config_load(const char *path, struct td_disk_config *cfg,
 		goto fail_close;
 	}
 	close(fd);
+	text[n] = '\0';
 	ret = td_disk_config_parse(text, (size_t)n, cfg, err);
-	free(text);
+	if (textp && !ret)
+		*textp = text;
+	else
+		free(text);
 	return ret;
 
 fail_close:
@@ -631,4 +639,11 @@ void td_disk_config_free(struct td_disk_config *cfg)
 	free(cfg->disks);
 	cfg->n = 0;
 	cfg->disks = NULL;
+}
+
+int td_disk_block_tap_line(const struct td_disk *disk, char *buf, size_t len)
+{
+	return snprintf(buf, len, "script=block-tap,vdev=%s%s,target=%s:%s",
+			disk->vdev, disk->readonly ? ",access=r" : "", disk->driver,
+			disk->path);
 }

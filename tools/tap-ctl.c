@@ -35,6 +35,7 @@ static void usage(FILE *out)
 		"  attach-config FILE [--nbd-dir DIR]\n"
 		"  detach-config FILE\n"
 		"  check [--nbd-only]\n"
+		"  xl-config FILE          print FILE with tap: lines as block-tap lines\n"
 		"\n"
 		"TYPE is one of %s. Without --nbd-*, create makes a kernel disk\n"
 		"(/dev/tapdevN, needs blktap.ko); with it, an NBD-only disk.\n"
@@ -354,11 +355,11 @@ static int destroy_minor(unsigned long long minor, const char *what)
 }
 
 static int load_config(const char *file, const char *verb,
-		       struct td_disk_config *cfg)
+		       struct td_disk_config *cfg, char **text)
 {
 	struct td_disk_error err;
 
-	if (td_disk_config_load(file, cfg, &err)) {
+	if (td_disk_config_load(file, cfg, &err, text)) {
 		if (err.line)
 			td_log_err("%s: %s:%u:%u: %s", verb, file, err.line,
 				   err.column, err.msg);
@@ -393,7 +394,7 @@ static int cmd_attach_config(int argc, char **argv)
 		return 2;
 	}
 	file = argv[optind];
-	if (load_config(file, "attach-config", &cfg))
+	if (load_config(file, "attach-config", &cfg, NULL))
 		return 1;
 
 	/* check everything before changing anything */
@@ -461,7 +462,7 @@ static int cmd_detach_config(int argc, char **argv)
 		td_log_err("detach-config: give one VM config file");
 		return 2;
 	}
-	if (load_config(argv[1], "detach-config", &cfg))
+	if (load_config(argv[1], "detach-config", &cfg, NULL))
 		return 1;
 	for (size_t i = 0; i < cfg.n; i++) {
 		const struct td_disk *d = &cfg.disks[i];
@@ -490,6 +491,44 @@ static int cmd_detach_config(int argc, char **argv)
 	}
 	td_disk_config_free(&cfg);
 	return ret;
+}
+
+/*
+ * Print the config with its legacy tap lines rewritten to Xen's block-tap
+ * form (xl 4.17 ignores "tap:" and would serve them with qdisk); everything
+ * else is copied byte for byte. Needs no daemon.
+ */
+static int cmd_xl_config(int argc, char **argv)
+{
+	struct td_disk_config cfg;
+	char *text = NULL, line[TD_DISK_PATH_MAX + 128];
+	size_t pos = 0;
+
+	if (argc != 2) {
+		td_log_err("xl-config: give one VM config file");
+		return 2;
+	}
+	if (load_config(argv[1], "xl-config", &cfg, &text))
+		return 1;
+	for (size_t i = 0; i < cfg.n; i++) {
+		const struct td_disk *d = &cfg.disks[i];
+
+		if (!d->is_tap || d->block_tap)
+			continue;
+		if (td_disk_block_tap_line(d, line, sizeof(line)) >= (int)sizeof(line)) {
+			td_log_err("xl-config: %s:%u: line too long", argv[1], d->line);
+			free(text);
+			td_disk_config_free(&cfg);
+			return 1;
+		}
+		fwrite(text + pos, 1, d->offset - pos, stdout);
+		fputs(line, stdout);
+		pos = d->offset + d->length;
+	}
+	fputs(text + pos, stdout);
+	free(text);
+	td_disk_config_free(&cfg);
+	return fflush(stdout) ? 1 : 0;
 }
 
 static int cmd_check(int argc, char **argv)
@@ -558,6 +597,8 @@ int main(int argc, char **argv)
 		return cmd_detach_config(argc, argv);
 	if (!strcmp(verb, "check"))
 		return cmd_check(argc, argv);
+	if (!strcmp(verb, "xl-config"))
+		return cmd_xl_config(argc, argv);
 	if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
 		usage(stdout);
 		return 0;

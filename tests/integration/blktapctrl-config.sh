@@ -71,4 +71,21 @@ tapctl attach-config "$WORK/vm.cfg" --nbd-dir "$WORK/nbd" >/dev/null 2>"$WORK/er
 grep -q "removing the 1 disk(s) already created" "$WORK/err" || fail "no undo: $(cat "$WORK/err")"
 [ "$(tapctl list | wc -l)" = 1 ] || fail "undo left: $(tapctl list)"
 ok "bad line (file:line:col), missing image, half-way failure: nothing left behind"
+# xl-config: legacy tap lines become block-tap lines, the rest is untouched
+cat >"$WORK/legacy.cfg" <<'CFG'
+name = "vm1"   # keep me
+disk = [ 'tap:aio:/srv/a.img,xvda,w', "tap2:qcow:/srv/b.qcow,xvdb,r",
+         'phy:/dev/sdb,xvdc,w', 'script=block-tap,vdev=xvdd,target=vmdk:/v' ]
+vif = [ 'bridge=xenbr0' ]
+CFG
+cat >"$WORK/want.cfg" <<'CFG'
+name = "vm1"   # keep me
+disk = [ 'script=block-tap,vdev=xvda,target=aio:/srv/a.img', "script=block-tap,vdev=xvdb,access=r,target=qcow:/srv/b.qcow",
+         'phy:/dev/sdb,xvdc,w', 'script=block-tap,vdev=xvdd,target=vmdk:/v' ]
+vif = [ 'bridge=xenbr0' ]
+CFG
+tapctl xl-config "$WORK/legacy.cfg" >"$WORK/got.cfg" || fail "xl-config"
+cmp -s "$WORK/got.cfg" "$WORK/want.cfg" || fail "xl-config: $(diff "$WORK/want.cfg" "$WORK/got.cfg")"
+tapctl xl-config "$WORK/got.cfg" | cmp -s - "$WORK/want.cfg" || fail "xl-config is not idempotent"
+ok "xl-config rewrites tap: lines to script=block-tap lines"
 stop_ctrl

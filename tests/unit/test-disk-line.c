@@ -174,6 +174,12 @@ static void test_config_good(void **state)
 	assert_string_equal(cfg.disks[2].text, "phy:/dev/sdb,xvdc,w");
 	assert_true(cfg.disks[3].is_tap);
 	assert_string_equal(cfg.disks[3].driver, "vmdk");
+	assert_true(cfg.disks[3].block_tap);
+	assert_false(cfg.disks[0].block_tap);
+	/* offset/length locate the string in the file, for rewriting */
+	for (size_t i = 0; i < cfg.n; i++)
+		assert_memory_equal(text + cfg.disks[i].offset, cfg.disks[i].text,
+				    cfg.disks[i].length);
 	td_disk_config_free(&cfg);
 
 	assert_int_equal(parse_cfg("name='x'\n", &cfg, &err), 0);
@@ -184,6 +190,26 @@ static void test_config_good(void **state)
 	td_disk_config_free(&cfg);
 	assert_int_equal(parse_cfg("", &cfg, &err), 0);
 	td_disk_config_free(&cfg);
+}
+
+static void test_block_tap_line(void **state)
+{
+	struct td_disk d;
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(td_disk_line_parse("tap:qcow:/srv/b.qcow,xvdb,r", &d, NULL), 0);
+	assert_int_equal(td_disk_block_tap_line(&d, buf, sizeof(buf)),
+			 (int)strlen("script=block-tap,vdev=xvdb,access=r,target=qcow:/srv/b.qcow"));
+	assert_string_equal(buf, "script=block-tap,vdev=xvdb,access=r,target=qcow:/srv/b.qcow");
+	/* and it parses back to the same disk */
+	assert_int_equal(td_disk_line_parse(buf, &d, NULL), 0);
+	assert_true(d.block_tap && d.readonly);
+	assert_string_equal(d.path, "/srv/b.qcow");
+	assert_int_equal(td_disk_line_parse("tap2:aio:/a,xvda,w", &d, NULL), 0);
+	td_disk_block_tap_line(&d, buf, sizeof(buf));
+	assert_string_equal(buf, "script=block-tap,vdev=xvda,target=aio:/a");
+	assert_true(td_disk_block_tap_line(&d, buf, 8) > 8);
 }
 
 static void test_config_bad(void **state)
@@ -238,15 +264,15 @@ static void test_config_load(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-	assert_int_equal(td_disk_config_load(path, &cfg, &err), 0);
+	assert_int_equal(td_disk_config_load(path, &cfg, &err, NULL), 0);
 	assert_int_equal(cfg.n, 1);
 	assert_string_equal(cfg.disks[0].driver, "ram");
 	td_disk_config_free(&cfg);
 	unlink(path);
-	assert_int_equal(td_disk_config_load(path, &cfg, &err), -ENOENT);
+	assert_int_equal(td_disk_config_load(path, &cfg, &err, NULL), -ENOENT);
 	assert_non_null(strstr(err.msg, "No such file"));
 	assert_non_null(strstr(err.msg, path));
-	assert_int_equal(td_disk_config_load("/tmp", &cfg, &err), -EINVAL);
+	assert_int_equal(td_disk_config_load("/tmp", &cfg, &err, NULL), -EINVAL);
 }
 
 int main(void)
@@ -257,6 +283,7 @@ int main(void)
 		cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_target),
 		cmocka_unit_test(test_config_good),
+		cmocka_unit_test(test_block_tap_line),
 		cmocka_unit_test(test_config_bad),
 		cmocka_unit_test(test_config_load),
 	};

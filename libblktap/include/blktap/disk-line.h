@@ -35,8 +35,10 @@ struct td_disk {
 	char driver[TD_DISK_DRIVER_MAX];	/* "aio", "qcow", ... */
 	char path[TD_DISK_PATH_MAX];
 	char vdev[TD_DISK_VDEV_MAX];	/* may be empty for a bare target */
+	bool block_tap;			/* written as script=block-tap,... */
 	char *text;			/* the line as written (config files) */
 	unsigned int line, column;	/* where it starts (config files) */
+	size_t offset, length;		/* of text in the file (config files) */
 };
 
 struct td_disk_error {
@@ -75,9 +77,19 @@ const char *td_disk_driver_list(void);
  */
 int td_disk_config_parse(const char *text, size_t len,
 			 struct td_disk_config *cfg, struct td_disk_error *err);
-/* Read and parse @path; on open/read errors err->msg names the file. */
+/*
+ * Read and parse @path; on open/read errors err->msg names the file. With
+ * @text non-NULL, the file's contents are handed back too (free() them).
+ */
 int td_disk_config_load(const char *path, struct td_disk_config *cfg,
-			struct td_disk_error *err);
+			struct td_disk_error *err, char **text);
 void td_disk_config_free(struct td_disk_config *cfg);
+
+/*
+ * @disk as Xen's block-tap hotplug line:
+ * "script=block-tap,vdev=VDEV[,access=r],target=DRIVER:PATH". Returns the
+ * length snprintf() would, so a short buffer can be detected.
+ */
+int td_disk_block_tap_line(const struct td_disk *disk, char *buf, size_t len);
 
 #endif
