@@ -19,9 +19,9 @@ static int why_fmt(char *why, size_t n, int err, const char *fmt, ...)
 
 static int why_fmt(char *why, size_t n, int err, const char *fmt, ...)
 {
-	va_list ap;
-
 	if (why && n) {
+		va_list ap;
+
 		va_start(ap, fmt);
 		vsnprintf(why, n, fmt, ap);
 		va_end(ap);

@@ -89,7 +89,8 @@ static int write_out(int fd, const char *buf, uint64_t len, uint64_t off,
  * Run the loop until *@done. Completions may run as deferred work at the
  * start of a loop turn, so block only while I/O is in flight to wake us.
  */
-static int wait_done(struct td_loop *loop, struct td_aio *aio, bool *done)
+static int wait_done(struct td_loop *loop, struct td_aio *aio,
+		     const bool *done)
 {
 	while (!*done)
 		if (td_loop_run_once(loop, td_aio_inflight(aio) ? -1 : 0) < 0)

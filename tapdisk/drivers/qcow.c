@@ -869,7 +869,6 @@ static void piece_step(struct qpiece *p)
 	uint64_t c0 = off / cs, c1 = (off + p->len - 1) / cs, l2off;
 	struct qbusy *b = busy_find(s, c0, c1);
 	struct qcow_l2 *t;
-	struct td_req *child;
 	bool hit;
 
 	if (b) {
@@ -879,6 +878,8 @@ static void piece_step(struct qpiece *p)
 	}
 	l2off = s->l1[p->l1i];
 	if (!l2off) {
+		struct td_req *child;
+
 		if (p->req->op == TD_OP_DISCARD) {
 			piece_end(p, 0);
 			return;
@@ -1048,7 +1049,7 @@ static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 
 	s->img = img;
 	s->bar_tail = &s->bar_wait;
-	s->fd = open(path, (flags & TD_OPEN_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	s->fd = open(path, ((flags & TD_OPEN_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (s->fd < 0) {
 		err = -errno;
 		td_log_err("%s: open: %s", img->name, strerror(errno));
@@ -1127,7 +1128,7 @@ static const char *probe_type(struct td_image *img, const char *path)
 static int qcow_get_parent(struct td_image *img, char *buf, size_t buflen)
 {
 	struct qcow_image *s = img->priv;
-	char *dir, resolved[PATH_MAX * 2];
+	char resolved[PATH_MAX * 2];
 	const char *type;
 	int n;
 
@@ -1145,8 +1146,8 @@ static int qcow_get_parent(struct td_image *img, char *buf, size_t buflen)
 
 		if (!copy)
 			return -ENOMEM;
-		dir = dirname(copy);
-		n = snprintf(resolved, sizeof(resolved), "%s/%s", dir, s->backing);
+		n = snprintf(resolved, sizeof(resolved), "%s/%s", dirname(copy),
+			     s->backing);
 		free(copy);
 	}
 	if (n < 0 || (size_t)n >= sizeof(resolved))

@@ -1,7 +1,7 @@
 #!/bin/bash
 # qcow images made by QEMU, read by us: plain, compressed (qemu-img convert
 # -c), with a raw backing file written by qemu-io, and a qcow -> qcow -> raw
-# chain with relative backing names. Each reads back identically through
+# chain with relative backing names, a vmdk backing file. Each reads back identically through
 # qcow2raw and through tapdisk's NBD server (qemu-img compare against the
 # expected raw data), and passes qcow-check.
 set -u
@@ -92,6 +92,16 @@ qemu-io -f qcow "${QIO2[@]}" "$WORK/d/top.qcow" >/dev/null || fail "qemu-io on t
 qemu-io -f raw "${QIO2[@]}" "$WORK/d/want2.raw" >/dev/null || fail "qemu-io on the reference"
 cd /
 check chain "$WORK/d/top.qcow" "$WORK/d/want2.raw"
+
+# A vmdk backing file, found by probing its magic.
+qemu-img create -q -f vmdk "$WORK/d/bv.vmdk" $((8 << 20)) || fail "qemu-img create -f vmdk"
+qemu-io -f vmdk -c 'write -P 0x31 0 1M' -c 'write -P 0x32 5M 64k' "$WORK/d/bv.vmdk" >/dev/null ||
+	fail "qemu-io on the vmdk"
+(cd "$WORK/d" && qemu-img create -q -f qcow -b bv.vmdk -F vmdk ov.qcow $((8 << 20))) ||
+	fail "qemu-img create over vmdk"
+qemu-io -f qcow -c 'write -P 0x41 4096 1000' "$WORK/d/ov.qcow" >/dev/null || fail "qemu-io over vmdk"
+qemu-img convert -O raw "$WORK/d/ov.qcow" "$WORK/d/ov.want" || fail "qemu-img convert"
+check vmdk-backing "$WORK/d/ov.qcow" "$WORK/d/ov.want"
 
 # Encrypted images are refused with a clear error.
 qemu-img create -q -f qcow -o encryption=on,encrypt.key-secret=s0 \
