@@ -96,8 +96,14 @@ int vmdk_header_parse(const void *buf, size_t len, uint64_t file_size,
 		return fail(why, whylen, "unknown compression algorithm %u", h->compress);
 
 	grains = (h->capacity + h->grain_sectors - 1) / h->grain_sectors;
-	h->gd_entries = (uint32_t)((grains + h->gtes_per_gt - 1) / h->gtes_per_gt);
-	gd_bytes = (uint64_t)h->gd_entries * 4;
+	gd_bytes = (grains + h->gtes_per_gt - 1) / h->gtes_per_gt;
+	if (gd_bytes > UINT32_MAX / 4)
+		return fail(why, whylen,
+			    "a grain directory of %llu entries (capacity %llu sectors, %llu-sector grains, %u per table) is too large",
+			    (unsigned long long)gd_bytes, (unsigned long long)h->capacity,
+			    (unsigned long long)h->grain_sectors, h->gtes_per_gt);
+	h->gd_entries = (uint32_t)gd_bytes;
+	gd_bytes *= 4;
 
 	if (h->desc_offset) {
 		if (h->desc_size > VMDK_MAX_DESC_SIZE / VMDK_SECTOR)

@@ -207,6 +207,8 @@ static void test_header_errors(void **state)
 	bad_header(&h, FILE_SIZE, "version 4");
 	h = good_header(); h.capacity = UINT64_MAX;
 	bad_header(&h, FILE_SIZE, "capacity");
+	h = good_header(); h.capacity = VMDK_MAX_CAPACITY; h.grain_sectors = 1; h.gtes_per_gt = 1;
+	bad_header(&h, FILE_SIZE, "too large");
 	h = good_header(); h.flags |= VMDK_FLAG_COMPRESSED; h.compress = 7;
 	bad_header(&h, FILE_SIZE, "compression algorithm 7");
 
