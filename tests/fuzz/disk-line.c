@@ -3,8 +3,8 @@
  * Fuzz target for libblktap/disk-line.c and the control payload decoder:
  * the same input as one disk line, as a "TYPE:PATH" target, as a config
  * file, and as a control payload. Checks what must hold for any input:
- * errors carry a position inside the text and a message, parsed disks
- * have a known driver and an absolute path.
+ * errors carry a position and a message, parsed disks have a known driver
+ * and an absolute path, and a config disk's span points at its text.
  *
  * libFuzzer:  clang -g -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
  *               -Ilibblktap/include tests/fuzz/disk-line.c
@@ -56,8 +56,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	ret = td_disk_config_parse(text, size, &cfg, &err);
 	check_err(&err, ret);
-	for (size_t i = 0; !ret && i < cfg.n; i++)
-		check_disk(&cfg.disks[i]);
+	for (size_t i = 0; !ret && i < cfg.n; i++) {
+		const struct td_disk *cd = &cfg.disks[i];
+
+		check_disk(cd);
+		/* the span names the disk's text inside the file */
+		if (cd->offset + cd->length > size ||
+		    memcmp(text + cd->offset, cd->text, cd->length))
+			abort();
+	}
 	td_disk_config_free(&cfg);
 
 	/* the lone-line parsers see the text up to the first NUL */
