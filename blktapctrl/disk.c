@@ -143,6 +143,32 @@ static uint64_t proc_starttime(pid_t pid)
 	return st;
 }
 
+/*
+ * Does /proc/PID/cmdline end with this disk's "TYPE:PATH"? The fallback
+ * when the start time cannot confirm a pid: better to adopt the tapdisk
+ * that serves the image than to start a second one on it.
+ */
+static bool proc_serves(pid_t pid, const struct disk *d)
+{
+	char path[64], buf[8192], want[4200], *last;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 1 || buf[n - 1] != '\0')
+		return false;
+	buf[n - 1] = '\0';
+	last = memrchr(buf, '\0', (size_t)(n - 1));
+	last = last ? last + 1 : buf;
+	snprintf(want, sizeof(want), "%s:%s", d->type, d->path);
+	return !strcmp(last, want);
+}
+
 /* The last non-empty line of the disk's tapdisk log, for error messages. */
 static void log_tail(struct ctrl *c, const struct disk *d, char *buf, size_t len)
 {
@@ -732,12 +758,14 @@ void disk_adopt(struct ctrl *c, struct disk *d)
 	if (d->pid > 0) {
 		int fd = sys_pidfd_open(d->pid);
 
-		if (fd >= 0 && d->starttime && proc_starttime(d->pid) == d->starttime) {
+		if (fd >= 0 && ((d->starttime && proc_starttime(d->pid) == d->starttime) ||
+				proc_serves(d->pid, d))) {
 			d->pidfd = fd;
 			d->child = false;
 			d->pid_ev = (struct ev){ .fd = fd, .cb = on_pidfd };
 			ev_add(c, &d->pid_ev, EPOLLIN);
 			d->state = DISK_RUNNING;
+			d->starttime = proc_starttime(d->pid);
 			td_log_info("disk %u (%s:%s): re-adopted tapdisk %d", d->minor,
 				    d->type, d->path, (int)d->pid);
 			state_save(c, d);

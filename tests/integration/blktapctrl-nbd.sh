@@ -108,6 +108,8 @@ ok "tapdisk $pid killed: restarted as $pid2, data intact"
 { kill -KILL "$CTRL_PID"; wait "$CTRL_PID"; } 2>/dev/null	# no "Killed" notice
 kill -0 "$pid2" || fail "tapdisk died with blktapctrl"
 qio "$dev" -c 'read -P 0xb2 1M 1M'
+# a start time that does not match: the command line still identifies it
+sed -i 's/^starttime=.*/starttime=1/' "$RUN/disks/$minor"
 start_ctrl --max-restarts 5 --restart-window 60
 line=$(tapctl list -m "$minor") || fail "list after restart"
 [ "$(field pid "$line")" = "$pid2" ] || fail "not re-adopted: $line"
