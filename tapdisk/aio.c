@@ -295,6 +295,7 @@ void td_aio_destroy(struct td_aio *aio)
 {
 	if (!aio)
 		return;
+	td_loop_cancel(aio->loop, &aio->submit);
 	td_loop_del(aio->retry);
 	td_loop_del(aio->ev);
 	close(aio->efd);

@@ -179,6 +179,22 @@ void td_loop_defer(struct td_loop *loop, struct td_deferred *d)
 	loop->defer_tail = &d->next;
 }
 
+void td_loop_cancel(struct td_loop *loop, struct td_deferred *d)
+{
+	struct td_deferred **pp = &loop->defer_head;
+
+	if (!d->queued)
+		return;
+	while (*pp && *pp != d)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = d->next;
+		if (loop->defer_tail == &d->next)
+			loop->defer_tail = pp;
+	}
+	d->queued = false;
+}
+
 /* Deferred calls may defer more; run until the queue is empty. */
 static void loop_run_deferred(struct td_loop *loop)
 {

@@ -50,6 +50,8 @@ void td_loop_del(struct td_event *ev);
 
 /* Run @d->fn once, after the current callbacks and before the next wait. */
 void td_loop_defer(struct td_loop *loop, struct td_deferred *d);
+/* Take @d off the queue if it is on it (before freeing its owner). */
+void td_loop_cancel(struct td_loop *loop, struct td_deferred *d);
 
 /*
  * Run until td_loop_stop(). Returns 0, or -errno if epoll_wait failed.

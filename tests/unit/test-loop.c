@@ -142,6 +142,31 @@ static void test_deferred(void **state)
 	td_loop_destroy(t.loop);
 }
 
+/* A cancelled call does not run; the queue behind it still does. */
+static void test_cancel(void **state)
+{
+	struct deferred_test a = { .d.fn = deferred_fn, .d2.fn = deferred_fn2 };
+	struct deferred_test b = { .d.fn = deferred_fn, .d2.fn = deferred_fn2 };
+	struct td_loop *loop = td_loop_create();
+
+	(void)state;
+	a.loop = b.loop = loop;
+	td_loop_defer(loop, &a.d);
+	td_loop_defer(loop, &b.d);
+	td_loop_cancel(loop, &b.d);	/* the tail */
+	td_loop_cancel(loop, &b.d);	/* twice: harmless */
+	td_loop_defer(loop, &b.d2);	/* queued after a cancelled tail */
+	td_loop_cancel(loop, &a.d);	/* the head */
+	td_loop_run_once(loop, 0);
+	assert_int_equal(a.runs, 0);
+	assert_int_equal(b.runs, 0);
+	assert_int_equal(b.runs2, 1);
+	td_loop_defer(loop, &a.d);
+	td_loop_run_once(loop, 0);
+	assert_int_equal(a.runs, 1);
+	td_loop_destroy(loop);
+}
+
 static void stop_cb(struct td_event *ev, uint32_t events, void *arg)
 {
 	(void)events;
@@ -177,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_delete_in_batch),
 		cmocka_unit_test(test_timer_oneshot_and_periodic),
 		cmocka_unit_test(test_deferred),
+		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_run_stop),
 		cmocka_unit_test(test_add_bad_fd),
 	};
