@@ -357,15 +357,28 @@ struct qcow_l2 *qcow_l2c_get(struct qcow_l2c *c, uint64_t off, bool *hit)
 	t->off = off;
 	t->refs = 1;
 	t->ready = false;
+	t->orphan = false;
 	t->waiters = NULL;
 	t->stamp = ++c->clock;
 	return t;
+}
+
+void qcow_l2c_forget(struct qcow_l2c *c, struct qcow_l2 *t)
+{
+	if (!t->orphan) {
+		l2c_unlink(c, t);
+		t->orphan = true;
+	}
 }
 
 void qcow_l2c_put(struct qcow_l2c *c, struct qcow_l2 *t)
 {
 	if (--t->refs)
 		return;
+	if (t->orphan) {
+		l2_free(t);
+		return;
+	}
 	if (!t->ready || c->count > c->max) {
 		l2c_unlink(c, t);
 		l2_free(t);

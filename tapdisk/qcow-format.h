@@ -177,6 +177,7 @@ struct qcow_l2 {
 	uint64_t *tab;		/* entries, host order */
 	unsigned int refs;	/* pinned while > 0: never evicted */
 	bool ready;		/* loaded; else the pinner that created it loads */
+	bool orphan;		/* dropped from the cache, freed at the last unpin */
 	uint64_t stamp;		/* last use, for LRU */
 	void *waiters;		/* owner's list of users waiting for the load */
 	struct qcow_l2 *next;
@@ -203,6 +204,8 @@ void qcow_l2c_destroy(struct qcow_l2c *c);
 struct qcow_l2 *qcow_l2c_get(struct qcow_l2c *c, uint64_t off, bool *hit);
 /* Unpin. A table that never got ready (failed load) is dropped. */
 void qcow_l2c_put(struct qcow_l2c *c, struct qcow_l2 *t);
+/* Drop @t from the cache now (a failed load); freed at its last unpin. */
+void qcow_l2c_forget(struct qcow_l2c *c, struct qcow_l2 *t);
 /* The table at @off if cached and ready (not pinned), else NULL. */
 struct qcow_l2 *qcow_l2c_peek(struct qcow_l2c *c, uint64_t off);
 

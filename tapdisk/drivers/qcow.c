@@ -821,6 +821,8 @@ static void l2_loaded(struct td_iocb *io, long res)
 		td_log_err("%s: reading the L2 table at offset %llu: %s",
 			   img->name, ULL(t->off), strerror(-res));
 		img->errors++;
+		/* Requests arriving from here on must try a load of their own. */
+		qcow_l2c_forget(&s->l2c, t);
 	}
 	while (w) {
 		struct qpiece *next = w->next;

@@ -339,6 +339,19 @@ static void test_l2_cache(void **state)
 	qcow_l2c_put(&c, t[1]);
 	qcow_l2c_put(&c, t[0]);
 	assert_int_equal(c.count, 2);
+
+	/* A failed load is forgotten at once, freed at the last unpin. */
+	t[0] = qcow_l2c_get(&c, 65536, &hit);
+	assert_false(hit);
+	t[1] = qcow_l2c_get(&c, 65536, &hit);
+	assert_true(hit);
+	qcow_l2c_forget(&c, t[0]);
+	u = qcow_l2c_get(&c, 65536, &hit);
+	assert_false(hit);
+	assert_ptr_not_equal(u, t[0]);
+	qcow_l2c_put(&c, t[0]);
+	qcow_l2c_put(&c, t[1]);
+	qcow_l2c_put(&c, u);
 	qcow_l2c_destroy(&c);
 }
 
@@ -718,6 +731,29 @@ static void test_corrupt_entries(void **state)
 	assert_int_equal(run_check(f->path).errors, 2);
 }
 
+/* An L2 table cut short by the end of the file: every reader gets EIO. */
+static void test_l2_load_fails(void **state)
+{
+	struct fx *f = *state;
+	struct qcow_header h = make_image(f->path, 4 << 20, 12, 9, NULL);
+	struct result res[3] = { 0 };
+	uint8_t ent[8];
+	char r[3][512];
+
+	qcow_put_be64(ent, 4096);
+	pwrite_ok(f->path, ent, 8, h.l1_off);
+	assert_int_equal(truncate(f->path, 6000), 0);	/* table needs 8192 */
+	assert_int_equal(open_qcow(f, 0), 0);
+	for (int i = 0; i < 3; i++)
+		td_image_submit(f->img, mkreq(TD_OP_READ, i * 4096, 512, r[i], &res[i]));
+	for (int i = 0; i < 3; i++) {
+		run_until(f->loop, &res[i].done);
+		assert_int_equal(res[i].err, -EIO);
+	}
+	/* Not stuck on the failed table: a new request loads again, fails again. */
+	assert_int_equal(do_io(f, TD_OP_READ, 0, 512, r[0]), -EIO);
+}
+
 /* ---- discard ---- */
 
 static void test_discard(void **state)
@@ -859,6 +895,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_alloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_new_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_l2_load_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_overlap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xen_le_l1, setup, teardown),
