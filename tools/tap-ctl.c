@@ -167,19 +167,20 @@ static int cmd_list(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "m:p:t:f:h", sel_opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (bad_number("-m", optarg))
-				return 2;
-			blktap_ctl_buf_add(&b, "minor", "%s", optarg);
-			break;
 		case 'p':
-			if (bad_number("-p", optarg))
+			if (bad_number(c == 'm' ? "-m" : "-p", optarg)) {
+				blktap_ctl_buf_free(&b);
 				return 2;
-			blktap_ctl_buf_add(&b, "pid", "%s", optarg);
+			}
+			blktap_ctl_buf_add(&b, c == 'm' ? "minor" : "pid", "%s", optarg);
 			break;
 		case 't': blktap_ctl_buf_add(&b, "type", "%s", optarg); break;
 		case 'f': blktap_ctl_buf_add(&b, "file", "%s", optarg); break;
 		case 'j': json = true; break;
-		default: usage(stderr); return 2;
+		default:
+			usage(stderr);
+			blktap_ctl_buf_free(&b);
+			return 2;
 		}
 	}
 	ret = call("list", BLKTAP_CTL_OP_LIST, &b, &m);
