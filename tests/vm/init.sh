@@ -176,6 +176,24 @@ start_server 0 /tmp/disk.img
 wait "$PR" || fail "read held by the evil server not replayed"
 cmp_region /dev/tapdev0 64 24 /tmp/pat2
 
+step "fuzzed responses"
+stop_server
+bad0=$(attr bad_responses)
+start_server -f 4 0 /tmp/disk.img
+dd if=/dev/tapdev0 of=/dev/null bs=4k count=4096 iflag=direct 2>/dev/null &
+R1=$!
+tapctl dio /dev/tapdev0 >/dev/null 2>&1 &
+R2=$!
+wait "$SRV" 2>/dev/null
+echo "fuzz: bad responses rejected: $(($(attr bad_responses) - bad0)), requests $(attr requests)"
+start_server 0 /tmp/disk.img
+# a lying server may fail or garble its own disk's I/O; the kernel survives
+wait "$R1"
+wait "$R2"
+drop_caches
+cmp_region /dev/tapdev0 64 24 /tmp/pat2
+tapctl dio /dev/tapdev0 || fail "dio after fuzzing"
+
 step "no tapdisk: attach_timeout fails queued I/O"
 stop_server
 t0=$(date +%s)

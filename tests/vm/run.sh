@@ -89,7 +89,7 @@ accel=${ACCEL:-tcg}
 echo "vm: booting $vmlinuz ($accel)"
 set +e
 # shellcheck disable=SC2086
-timeout 900 qemu-system-x86_64 -m 1024 -smp 2 -accel "$accel" -cpu max \
+timeout "$([ "${BENCH:-0}" = 1 ] && echo 900 || echo 400)" qemu-system-x86_64 -m 1024 -smp 2 -accel "$accel" -cpu max \
 	-kernel "$vmlinuz" -initrd "$work/initrd.gz" $drive \
 	-append "console=ttyS0 panic=-1 oops=panic quiet" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
@@ -97,7 +97,7 @@ timeout 900 qemu-system-x86_64 -m 1024 -smp 2 -accel "$accel" -cpu max \
 	>"$work/console.log" 2>&1
 rc=$?
 set -e
-grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|pages|replayed|bad resp|requests)' "$work/console.log" || true
+grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|pages|replayed|bad resp|requests|fuzz)' "$work/console.log" || true
 if [ "${BENCH:-0}" = 1 ]; then
 	if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-BENCH: DONE' "$work/console.log"; then
 		grep -a '^BLKTAP-BENCH: ' "$work/console.log" >"$top/build/bench-vm.txt" 2>/dev/null &&

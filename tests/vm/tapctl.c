@@ -9,6 +9,8 @@
  *       -d US    sleep US microseconds per request (for kill tests)
  *       -r       on SIGTERM remove the device before exiting
  *       -e       evil: send malformed responses, then die holding I/O
+ *       -f SECS  fuzz: garbage responses and indices around correct
+ *                answers for SECS seconds, then die (SIGALRM) holding I/O
  *       -p       probe: try to write into write-request pages, report
  *       -R       create the device read-only
  *   abi N                          ioctl/mmap argument checks
@@ -118,6 +120,9 @@ struct server {
 	uint32_t req_cons, rsp_prod;
 	unsigned int delay_us;
 	int evil, probe;
+	unsigned int fuzz;
+	unsigned int seed;
+	uint64_t ids[BLKTAP_RING_SLOTS];	/* ids seen per slot, for fuzzing */
 	unsigned long served, ro_faults, rw_ok;
 };
 
@@ -244,6 +249,49 @@ static int evil_request(struct server *s, const struct blktap_request *req)
 	return 0;
 }
 
+/*
+ * Fuzz: random ids (some of them ids the kernel really used, some with a
+ * live slot but another sequence), random statuses, now and then a wild
+ * rsp_prod; then the true answer, most of the time.
+ */
+static int fuzz_request(struct server *s, const struct blktap_request *req)
+{
+	unsigned int i, n = rand_r(&s->seed) % 4;
+	int err;
+
+	s->ids[req->slot % BLKTAP_RING_SLOTS] = req->id;
+	for (i = 0; i < n; i++) {
+		uint64_t id;
+
+		switch (rand_r(&s->seed) % 4) {
+		case 0:
+			id = ((uint64_t)rand_r(&s->seed) << 32) | rand_r(&s->seed);
+			break;
+		case 1:
+			id = s->ids[rand_r(&s->seed) % BLKTAP_RING_SLOTS];
+			break;
+		case 2:
+			id = req->id + ((uint64_t)(rand_r(&s->seed) % 5 + 1) << 8);
+			break;
+		default:
+			id = req->id - 0x100;
+			break;
+		}
+		respond(s, id, (int32_t)rand_r(&s->seed) - RAND_MAX / 2);
+	}
+	if (rand_r(&s->seed) % 16 == 0) {
+		/* a wild producer: the kernel must skip, not trust, it */
+		s->rsp_prod += rand_r(&s->seed);
+		push(s);
+		ioctl(s->fd, BLKTAP_IOCTL_KICK);
+	}
+	if (rand_r(&s->seed) % 8 == 0)
+		return 1;		/* never answered: replayed later */
+	err = do_request(s, req);
+	respond(s, req->id, rand_r(&s->seed) % 8 ? err : -EIO);
+	return 1;
+}
+
 static void serve_batch(struct server *s)
 {
 	struct blktap_request req;
@@ -260,7 +308,8 @@ static void serve_batch(struct server *s)
 		s->sring->hdr.req_cons = s->req_cons;
 		if (s->delay_us)
 			usleep(s->delay_us);
-		if (s->evil && evil_request(s, &req)) {
+		if ((s->fuzz && fuzz_request(s, &req)) ||
+		    (s->evil && evil_request(s, &req))) {
 			s->served++;
 			continue;
 		}
@@ -285,7 +334,7 @@ static int cmd_serve(int argc, char **argv)
 	struct stat st;
 
 	optind = 2;
-	while ((opt = getopt(argc, argv, "cd:repR")) != -1) {
+	while ((opt = getopt(argc, argv, "cd:repRf:")) != -1) {
 		switch (opt) {
 		case 'c': create = 1; break;
 		case 'd': s.delay_us = atoi(optarg); break;
@@ -293,6 +342,7 @@ static int cmd_serve(int argc, char **argv)
 		case 'e': s.evil = 1; break;
 		case 'p': s.probe = 1; break;
 		case 'R': readonly = 1; break;
+		case 'f': s.fuzz = atoi(optarg); s.seed = getpid(); break;
 		default: return 2;
 		}
 	}
@@ -345,6 +395,8 @@ static int cmd_serve(int argc, char **argv)
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
 
+	if (s.fuzz)
+		alarm(s.fuzz);
 	printf("tapctl: serving blktap%u\n", info.minor);
 	fflush(stdout);
 	pfd.fd = s.fd;
