@@ -44,21 +44,25 @@ struct td_control {
 	unsigned int nconns;
 };
 
-static void conn_close(struct ctl_conn *c)
+/* Free a connection already unlinked from ctl->conns. */
+static void conn_free(struct ctl_conn *c)
 {
-	struct td_control *ctl = c->ctl;
-
-	for (struct ctl_conn **pp = &ctl->conns; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	ctl->nconns--;
+	c->ctl->nconns--;
 	if (c->ev)
 		td_loop_del(c->ev);
 	close(c->fd);
 	free(c->payload);
 	free(c);
+}
+
+static void conn_close(struct ctl_conn *c)
+{
+	for (struct ctl_conn **pp = &c->ctl->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	conn_free(c);
 }
 
 /* Answer and hang up; the reply is small and the socket fresh, so a failed
@@ -308,8 +312,12 @@ void td_control_destroy(struct td_control *ctl)
 {
 	if (!ctl)
 		return;
-	while (ctl->conns)
-		conn_close(ctl->conns);
+	while (ctl->conns) {
+		struct ctl_conn *c = ctl->conns;
+
+		ctl->conns = c->next;
+		conn_free(c);
+	}
 	if (ctl->drain_timer)
 		td_loop_del(ctl->drain_timer);
 	td_loop_del(ctl->ev);
