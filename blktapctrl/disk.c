@@ -190,11 +190,18 @@ static void log_tail(struct ctrl *c, const struct disk *d, char *buf, size_t len
 	if (n <= 0)
 		return;
 	tail[n] = '\0';
-	e = tail + n;
-	while (e > tail && (e[-1] == '\n' || e[-1] == ' '))
-		*--e = '\0';
-	s = strrchr(tail, '\n');
-	copy_str(buf, len, s ? s + 1 : tail);
+	/* the last line that says something: not blank, not "Try 'tapdisk --help'" */
+	for (;;) {
+		e = tail + strlen(tail);
+		while (e > tail && (e[-1] == '\n' || e[-1] == ' '))
+			*--e = '\0';
+		s = strrchr(tail, '\n');
+		s = s ? s + 1 : tail;
+		if (strncmp(s, "Try '", 5) || s == tail)
+			break;
+		*s = '\0';
+	}
+	copy_str(buf, len, s);
 }
 
 static void describe_exit(const siginfo_t *si, bool known, char *buf, size_t len)

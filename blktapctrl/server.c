@@ -147,7 +147,7 @@ static int do_create(struct ctrl *c, const struct blktap_ctl_rec *r,
 		return error_reply(b, -EINVAL, "create needs type= and path=");
 	snprintf(spec, sizeof(spec), "%s:%s", type, path);
 	if (td_disk_target_parse(spec, &parsed, &derr))
-		return error_reply(b, -EINVAL, "%s: %s", spec, derr.msg);
+		return error_reply(b, -EINVAL, "%s", derr.msg);
 	if (strcmp(parsed.driver, "ram") && stat(path, &st) < 0)
 		return error_reply(b, -errno, "%s: %s", path, strerror(errno));
 	other = disk_find_image(c, NULL, path);
@@ -184,7 +184,7 @@ static int do_create(struct ctrl *c, const struct blktap_ctl_rec *r,
 	err = disk_create(c, d, &d, why, sizeof(why));
 	if (err) {
 		disk_free(d);
-		return error_reply(b, err, "%s: %s", spec, why);
+		return error_reply(b, err, "%s", why);
 	}
 	add_disk_record(b, d);
 	return 0;
