@@ -443,6 +443,37 @@ void vmdk_desc_free(struct vmdk_desc *d)
 	d->parent_cid = VMDK_CID_NONE;
 }
 
+long vmdk_desc_cid_pos(const char *text, size_t len)
+{
+	size_t i = 0;
+
+	len = strnlen(text, len);
+	while (i < len) {
+		size_t p = i, n;
+
+		while (p < len && (text[p] == ' ' || text[p] == '\t'))
+			p++;
+		if (len - p > 3 && !memcmp(text + p, "CID", 3)) {
+			p += 3;
+			while (p < len && (text[p] == ' ' || text[p] == '\t'))
+				p++;
+			if (p < len && text[p] == '=') {
+				p++;
+				while (p < len && (text[p] == ' ' || text[p] == '\t'))
+					p++;
+				for (n = 0; p + n < len && n < 9 && isxdigit((unsigned char)text[p + n]); n++)
+					;
+				if (n == 8 && (p + 8 == len || isspace((unsigned char)text[p + 8])))
+					return (long)p;
+			}
+		}
+		while (i < len && text[i] != '\n')
+			i++;
+		i++;
+	}
+	return -1;
+}
+
 /* ---- probing, markers, compressed grains ---- */
 
 #define DESC_SIG	"# Disk DescriptorFile"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blktap/log.h"
@@ -304,6 +305,34 @@ void vmdk_close(struct td_image *img)
 	free(vi->ext);
 	free(vi->dir);
 	vmdk_desc_free(&vi->desc);
+	if (vi->desc_fd >= 0)
+		close(vi->desc_fd);
+	vi->desc_fd = -1;
+}
+
+/*
+ * Called before the first write is queued. Eight bytes written in place,
+ * synchronously: once per open, and a delta link on this image must not
+ * keep trusting it once any data may have changed.
+ */
+void vmdk_new_cid(struct td_image *img)
+{
+	struct vmdk_image *vi = img->priv;
+	uint32_t cid = vi->desc.cid;
+	char hex[9];
+
+	if (vi->cid_written || vi->desc_fd < 0)
+		return;
+	vi->cid_written = true;
+	while (cid == vi->desc.cid || cid == VMDK_CID_NONE)
+		cid = (uint32_t)random() ^ (uint32_t)getpid() << 16 ^ (uint32_t)time(NULL);
+	snprintf(hex, sizeof(hex), "%08x", cid);
+	if (pwrite(vi->desc_fd, hex, 8, vi->cid_pos) != 8) {
+		td_log_warn("%s: writing a new CID to the descriptor: %s", img->name,
+			    strerror(errno ? errno : EIO));
+		return;
+	}
+	vi->desc.cid = cid;
 }
 
 /*
@@ -311,7 +340,8 @@ void vmdk_close(struct td_image *img)
  * extent (or, if that has none, a single extent made up from its header).
  */
 static int read_descriptor(struct td_image *img, struct vmdk_image *vi,
-			   const char *path, int fd, uint64_t size)
+			   const char *path, int fd, uint64_t size,
+			   unsigned int flags)
 {
 	uint8_t head[VMDK_HEADER_SIZE] = { 0 };
 	uint64_t off = 0, len = size;
@@ -359,6 +389,13 @@ static int read_descriptor(struct td_image *img, struct vmdk_image *vi,
 		if (err == -EINVAL)
 			td_log_err("%s: descriptor: %s", img->name, why);
 	}
+	if (!err && !(flags & TD_OPEN_RDONLY)) {
+		long pos = vmdk_desc_cid_pos(text, len);
+
+		/* Only a CID we can overwrite in place (8 hex digits) is renewed. */
+		if (pos >= 0 && (vi->desc_fd = open(path, O_RDWR | O_CLOEXEC)) >= 0)
+			vi->cid_pos = off + (uint64_t)pos;
+	}
 	free(text);
 	return err;
 }
@@ -383,7 +420,8 @@ int vmdk_open(struct td_image *img, const char *path, unsigned int flags)
 		close(fd);
 		return err;
 	}
-	err = read_descriptor(img, vi, path, fd, st.st_size);
+	vi->desc_fd = -1;
+	err = read_descriptor(img, vi, path, fd, st.st_size, flags);
 	close(fd);
 	if (err)
 		goto fail;

@@ -417,6 +417,7 @@ static void extent_write(struct td_image *img, struct vmdk_extent *e,
 
 void vmdk_queue_write(struct td_image *img, struct td_req *req)
 {
+	vmdk_new_cid(img);
 	vmdk_for_extents(img, req, extent_write);
 }
 
@@ -485,5 +486,6 @@ static void extent_zero(struct td_image *img, struct vmdk_extent *e,
 
 void vmdk_write_zeroes(struct td_image *img, struct td_req *req)
 {
+	vmdk_new_cid(img);
 	vmdk_for_extents(img, req, extent_zero);
 }

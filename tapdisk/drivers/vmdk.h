@@ -58,6 +58,14 @@ struct vmdk_image {
 	char *dir;			/* the descriptor's directory */
 	struct vmdk_extent *ext;
 	unsigned int n_ext;
+
+	/*
+	 * The first write gives the image a new CID, as VMware and qemu do,
+	 * so that delta links made on it can tell it changed.
+	 */
+	int desc_fd;			/* -1: nothing to rewrite */
+	uint64_t cid_pos;		/* file offset of the CID's 8 hex digits */
+	bool cid_written;
 };
 
 extern const struct td_driver td_driver_vmdk;
@@ -67,6 +75,7 @@ int vmdk_open(struct td_image *img, const char *path, unsigned int flags);
 void vmdk_close(struct td_image *img);
 int vmdk_get_parent(struct td_image *img, char *buf, size_t buflen);
 int vmdk_validate_parent(struct td_image *img, struct td_image *parent);
+void vmdk_new_cid(struct td_image *img);
 
 /* vmdk.c */
 enum run_kind { RUN_PARENT, RUN_ZERO, RUN_DATA, RUN_COMPRESSED };

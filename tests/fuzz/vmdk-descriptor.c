@@ -15,6 +15,7 @@
  * it links with tests/fuzz/replay.c, which replays and mutates the corpus
  * in tests/fuzz/corpus/vmdk-descriptor/.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,9 +51,17 @@ static void fuzz_desc(const uint8_t *data, size_t size)
 	struct vmdk_desc d;
 	char why[256] = "";
 	int ret = vmdk_desc_parse((const char *)data, size, &d, why, sizeof(why));
+	long pos = vmdk_desc_cid_pos((const char *)data, size);
 
 	check_desc(&d, ret, why);
 	vmdk_desc_free(&d);
+	if (pos >= 0) {
+		if ((size_t)pos + 8 > size)
+			abort();
+		for (int i = 0; i < 8; i++)
+			if (!isxdigit(data[pos + i]))
+				abort();
+	}
 }
 
 static void fuzz_header(const uint8_t *data, size_t size)

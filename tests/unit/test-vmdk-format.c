@@ -227,6 +227,22 @@ static void test_header_errors(void **state)
 	assert_non_null(strstr(why, "shorter"));
 }
 
+static void test_cid_pos(void **state)
+{
+	static const char t1[] = "version=1\nparentCID=ffffffff\n  CID = 0000abcd\r\nx=1\n";
+
+	(void)state;
+	assert_int_equal(vmdk_desc_cid_pos(qemu_desc, sizeof(qemu_desc)),
+			 strstr(qemu_desc, "cee9539a") - qemu_desc);
+	assert_int_equal(vmdk_desc_cid_pos(t1, sizeof(t1)), strstr(t1, "0000abcd") - t1);
+	/* Not 8 digits, or only a parentCID: nothing to overwrite in place. */
+	assert_int_equal(vmdk_desc_cid_pos("CID=abc\n", 8), -1);
+	assert_int_equal(vmdk_desc_cid_pos("CID=123456789\n", 14), -1);
+	assert_int_equal(vmdk_desc_cid_pos("parentCID=12345678\n", 19), -1);
+	assert_int_equal(vmdk_desc_cid_pos("CID=1234567", 11), -1);
+	assert_int_equal(vmdk_desc_cid_pos("CID=12345678", 12), 4);
+}
+
 static void test_probe(void **state)
 {
 	uint8_t raw[512] = { 0 };
@@ -321,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_desc_errors),
 		cmocka_unit_test(test_header_good),
 		cmocka_unit_test(test_header_errors),
+		cmocka_unit_test(test_cid_pos),
 		cmocka_unit_test(test_probe),
 		cmocka_unit_test(test_marker),
 		cmocka_unit_test(test_inflate),

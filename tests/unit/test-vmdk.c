@@ -208,6 +208,27 @@ static void test_read_2gb_sparse(void **s) { read_subformat(*s, "twoGbMaxExtentS
 static void test_read_2gb_flat(void **s) { read_subformat(*s, "twoGbMaxExtentFlat"); }
 static void test_read_stream(void **s) { read_subformat(*s, "streamOptimized"); }
 
+/* The CID qemu-img reads from @name. */
+static unsigned long get_cid(struct fixture *f, const char *name)
+{
+	char cmd[400], line[256];
+	unsigned long cid = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "qemu-img info --output=json '%s/%s'", f->dir, name);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (fgets(line, sizeof(line), p)) {
+		char *c = strstr(line, "\"cid\":");
+
+		if (c)
+			cid = strtoul(c + 6, NULL, 10);
+	}
+	assert_int_equal(pclose(p), 0);
+	assert_true(cid != 0);
+	return cid;
+}
+
 /* The same writes on the image (through the driver) and on a raw file. */
 static void write_both(struct fixture *f, int rawfd, uint64_t off, uint64_t len,
 		       unsigned int seed)
@@ -235,10 +256,16 @@ static void write_subformat(struct fixture *f, const char *fmt)
 	char raw[300];
 	int fd;
 
+	unsigned long cid;
+
 	snprintf(raw, sizeof(raw), "%s/ref.raw", f->dir);
 	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk -o subformat=%s d.vmdk 5G && "
 			    "qemu-img create -q -f raw ref.raw 5G", f->dir, fmt), 0);
+	cid = get_cid(f, "d.vmdk");
+	/* Opening and reading leave the CID alone. */
 	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+	compare_raw(f, raw, 0, MiB);
+	assert_int_equal(get_cid(f, "d.vmdk"), cid);
 	fd = open(raw, O_WRONLY);
 	assert_true(fd >= 0);
 	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
@@ -251,6 +278,8 @@ static void write_subformat(struct fixture *f, const char *fmt)
 	f->img = NULL;
 	assert_int_equal(sh("cd %s && qemu-img check -q -f vmdk d.vmdk && "
 			    "qemu-img compare -q -f vmdk -F raw d.vmdk ref.raw", f->dir), 0);
+	/* Written: a new CID, as qemu and VMware do. */
+	assert_true(get_cid(f, "d.vmdk") != cid);
 }
 
 static void test_write_monolithic_sparse(void **s) { write_subformat(*s, "monolithicSparse"); }
