@@ -4,6 +4,7 @@
  * validation, compression, the L2 cache and the metadata checker.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,36 @@ void qcow_header_write(const struct qcow_header *h, void *buf)
 		qcow_put_be32(b + QCOW_HDR_SIZE, QCOW_XEN_MAGIC);
 		qcow_put_be32(b + QCOW_HDR_SIZE + 12, h->xen_flags);
 	}
+}
+
+int qcow_backing_path(const char *image_path, const char *name, char *buf,
+		      size_t buflen)
+{
+	char *copy;
+	int n;
+
+	if (name[0] == '/') {
+		n = snprintf(buf, buflen, "%s", name);
+	} else {
+		copy = strdup(image_path);
+		if (!copy)
+			return -ENOMEM;
+		n = snprintf(buf, buflen, "%s/%s", dirname(copy), name);
+		free(copy);
+	}
+	return n < 0 || (size_t)n >= buflen ? -ENAMETOOLONG : 0;
+}
+
+const char *qcow_probe(const void *buf, size_t n)
+{
+	static const char desc[] = "# Disk DescriptorFile";
+
+	if (n >= 4 && qcow_be32(buf) == QCOW_MAGIC)
+		return "qcow";
+	if ((n >= 4 && !memcmp(buf, "KDMV", 4)) ||
+	    (n >= sizeof(desc) - 1 && !memcmp(buf, desc, sizeof(desc) - 1)))
+		return "vmdk";
+	return "aio";
 }
 
 uint64_t qcow_l1_decode(const struct qcow_header *h, const void *p)

@@ -125,6 +125,20 @@ static inline uint64_t qcow_fresh_length(const struct qcow_header *h)
 	return h->l1_off + ((h->l1_bytes + 511) & ~511ull);
 }
 
+/*
+ * Where a backing file named @name in the header of the image at
+ * @image_path lives: @name itself if absolute, else relative to the image's
+ * directory (as QEMU resolves it). 0, or -ENAMETOOLONG.
+ */
+int qcow_backing_path(const char *image_path, const char *name, char *buf,
+		      size_t buflen);
+
+/*
+ * The driver for an image whose first @n bytes are @buf: "qcow", "vmdk"
+ * (sparse or descriptor), else "aio" (raw).
+ */
+const char *qcow_probe(const void *buf, size_t n);
+
 /* L1 entries as stored (big-endian, or little-endian on old Xen images). */
 uint64_t qcow_l1_decode(const struct qcow_header *h, const void *p);
 void qcow_l1_encode(const struct qcow_header *h, void *p, uint64_t v);

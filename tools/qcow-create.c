@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -73,7 +72,7 @@ static int backing_size(const char *path, uint64_t *size)
 		goto out;
 	}
 	n = pread(fd, hdr, sizeof(hdr), 0);
-	if (n >= 4 && qcow_be32(hdr) == QCOW_MAGIC) {
+	if (n >= 4 && !strcmp(qcow_probe(hdr, n), "qcow")) {
 		err = qcow_header_parse(hdr, n, st.st_size, &h, why, sizeof(why));
 		if (err)
 			td_log_err("backing file %s: %s", path, why);
@@ -235,17 +234,13 @@ int main(int argc, char **argv)
 	if (argc - optind == 3)
 		backing = argv[optind + 2];
 	if (backing) {
-		char resolved[PATH_MAX * 2], *copy = strdup(file);
+		char resolved[PATH_MAX * 2];
 		uint64_t bsize;
 
-		if (!copy)
+		if (qcow_backing_path(file, backing, resolved, sizeof(resolved))) {
+			td_log_err("backing file %s: name too long", backing);
 			return 1;
-		if (backing[0] == '/')
-			snprintf(resolved, sizeof(resolved), "%s", backing);
-		else
-			snprintf(resolved, sizeof(resolved), "%s/%s", dirname(copy),
-				 backing);
-		free(copy);
+		}
 		if (backing_size(resolved, &bsize))
 			return 1;
 		if (!size)

@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1106,25 +1105,22 @@ static const char *probe_type(struct td_image *img, const char *path)
 {
 	char buf[32] = { 0 };
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	const char *type;
 	ssize_t n;
 
 	if (fd < 0) {
 		td_log_err("%s: backing file %s: %s", img->name, path, strerror(errno));
 		return NULL;
 	}
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	n = pread(fd, buf, sizeof(buf), 0);
 	close(fd);
-	if (n >= 4 && qcow_be32(buf) == QCOW_MAGIC)
-		return "qcow";
-	if ((n >= 4 && !memcmp(buf, "KDMV", 4)) ||
-	    (n >= 21 && !memcmp(buf, "# Disk DescriptorFile", 21))) {
-		if (td_driver_find("vmdk"))
-			return "vmdk";
-		td_log_err("%s: backing file %s is a vmdk image, which this tapdisk cannot read",
-			   img->name, path);
+	type = qcow_probe(buf, n > 0 ? (size_t)n : 0);
+	if (!td_driver_find(type)) {
+		td_log_err("%s: backing file %s is a %s image, which this tapdisk cannot read",
+			   img->name, path, type);
 		return NULL;
 	}
-	return "aio";
+	return type;
 }
 
 static int qcow_get_parent(struct td_image *img, char *buf, size_t buflen)
@@ -1141,19 +1137,12 @@ static int qcow_get_parent(struct td_image *img, char *buf, size_t buflen)
 			   img->name, s->backing);
 		return -EINVAL;
 	}
-	if (s->backing[0] == '/') {
-		n = snprintf(resolved, sizeof(resolved), "%s", s->backing);
-	} else {
-		char *copy = strdup(img->path);
-
-		if (!copy)
-			return -ENOMEM;
-		n = snprintf(resolved, sizeof(resolved), "%s/%s", dirname(copy),
-			     s->backing);
-		free(copy);
+	n = qcow_backing_path(img->path, s->backing, resolved, sizeof(resolved));
+	if (n) {
+		td_log_err("%s: backing file %s: %s", img->name, s->backing,
+			   strerror(-n));
+		return n;
 	}
-	if (n < 0 || (size_t)n >= sizeof(resolved))
-		return -ENAMETOOLONG;
 	type = probe_type(img, resolved);
 	if (!type)
 		return -ENOENT;
