@@ -45,8 +45,8 @@ enum blktap_ctl_op {
 	BLKTAP_CTL_OP_LIST,		/* [type=, file=, minor=, pid=] -> one record per disk */
 	BLKTAP_CTL_OP_CREATE,		/* see "create keys" -> one disk record */
 	BLKTAP_CTL_OP_DESTROY,		/* minor= and/or pid= -> the disk record */
-	BLKTAP_CTL_OP_PAUSE,		/* minor= and/or pid= -> the disk record */
-	BLKTAP_CTL_OP_UNPAUSE,		/* minor= and/or pid= -> the disk record */
+	BLKTAP_CTL_OP_PAUSE,		/* minor= and/or pid= -> counters, once drained */
+	BLKTAP_CTL_OP_UNPAUSE,		/* minor= and/or pid= -> counters */
 	BLKTAP_CTL_OP_STATS,		/* minor= and/or pid= -> counters */
 	BLKTAP_CTL_OP_MAX,
 };
@@ -64,6 +64,11 @@ enum blktap_ctl_op {
  * type=, file=, kind= (kernel, nbd), device= (/dev/tapdevN or the NBD URI),
  * readonly=, nbd-unix=, nbd-tcp=, name=, vdev=, restarts=, reason= (why the
  * last restart or the failure happened).
+ *
+ * Counters (STATS, PAUSE, UNPAUSE replies; answered by the disk's tapdisk
+ * on its own control socket, which speaks CHECK, STATS, PAUSE and UNPAUSE
+ * of this same protocol): minor=, pid=, image=, size=, requests=,
+ * bytes-read=, bytes-written=, errors=, inflight=, paused=.
  *
  * Error replies: status < 0 and a record with error= (a sentence for the
  * user).
