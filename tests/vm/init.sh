@@ -276,7 +276,14 @@ cmp_region /dev/tapdev"$N" 0 8 /tmp/pat3
 stop_server
 tapctl free "$N" || fail "free $N"
 umount /mnt 2>/dev/null
+
+# unload with a tap and its disk still there: the module cleans up
+N=$(tapctl alloc) || fail "alloc before rmmod"
+start_server -c "$N" /tmp/small.img
+wait_for /dev/tapdev"$N" 5 || fail "no /dev/tapdev$N before rmmod"
+stop_server
 rmmod blktap || fail "rmmod"
+[ -e /dev/tapdev"$N" ] && fail "/dev/tapdev$N survived rmmod"
 grep -q '^blktap ' /proc/modules && fail "blktap still loaded"
 
 if dmesg | grep -E -q 'BUG|WARNING|Oops|general protection|INFO: task'; then
