@@ -92,9 +92,9 @@ write_and_compare compressed "$WORK/zip.qcow" "$WORK/zip.ref" 1
 if command -v fio >/dev/null && fio --enghelp 2>/dev/null | grep -qw nbd; then
 	"$BIN/qcow-create" 64 "$WORK/fio.qcow" || fail "qcow-create"
 	start_tapdisk fio --nbd-unix "$WORK/fio.sock" "qcow:$WORK/fio.qcow"
-	fio --name=v --ioengine=nbd --uri="$(uri fio)" --rw=randwrite --bs=4k-64k \
+	(cd "$WORK" && fio --name=v --ioengine=nbd --uri="$(uri fio)" --rw=randwrite --bs=4k-64k \
 		--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 \
-		--do_verify=1 --randrepeat=1 >"$WORK/fio.log" 2>&1 ||
+		--do_verify=1 --randrepeat=1 >"$WORK/fio.log" 2>&1) ||
 		{ cat "$WORK/fio.log"; fail "fio verify over NBD"; }
 	stop_tapdisk || fail "fio: tapdisk exit status"
 	"$BIN/qcow-check" -q "$WORK/fio.qcow" || fail "fio: qcow-check"
