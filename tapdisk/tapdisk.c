@@ -17,6 +17,7 @@
 #include "aio.h"
 #include "blktap/log.h"
 #include "blktap/size.h"
+#include "control.h"
 #include "frontend-nbd.h"
 #include "image.h"
 #include "loop.h"
@@ -30,6 +31,7 @@ struct tapdisk {
 	struct td_opts opts;
 	struct td_image *img;
 	struct td_nbd_server *nbd;
+	struct td_control *ctl;
 	struct td_event *sigev;
 	int sigfd;
 	int flush_err;
@@ -47,6 +49,7 @@ static void usage(FILE *out)
 		"  --nbd-tcp HOST:PORT   NBD server on TCP (\":PORT\" for all addresses)\n"
 		"  --export-name NAME    name of the NBD export (default: the image path;\n"
 		"                        the empty name always selects it)\n"
+		"  --control PATH        control socket for blktapctrl (stats)\n"
 		"\n"
 		"Image:\n"
 		"  --readonly            refuse writes\n"
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "nbd-unix", required_argument, NULL, 'u' },
+		{ "control", required_argument, NULL, 'c' },
 		{ "nbd-tcp", required_argument, NULL, 't' },
 		{ "export-name", required_argument, NULL, 'n' },
 		{ "readonly", no_argument, NULL, 'r' },
@@ -166,7 +170,7 @@ int main(int argc, char **argv)
 	struct tapdisk td = { .sigfd = -1 };
 	enum td_log_level level = TD_LOG_WARN;
 	unsigned int flags = 0, depth = DEFAULT_DEPTH;
-	const char *spec;
+	const char *spec, *control_path = NULL;
 	char *end;
 	int c, err, status = 1;
 
@@ -175,6 +179,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'u': nbd.unix_path = optarg; break;
+		case 'c': control_path = optarg; break;
 		case 't': nbd.tcp_addr = optarg; break;
 		case 'n': nbd.export_name = optarg; break;
 		case 'r': flags |= TD_OPEN_RDONLY; nbd.readonly = true; break;
@@ -245,6 +250,11 @@ int main(int argc, char **argv)
 	td.nbd = td_nbd_server_create(&td.ctx, td.img, &nbd);
 	if (!td.nbd)
 		goto out_signals;
+	if (control_path) {
+		td.ctl = td_control_create(&td.ctx, td.img, control_path);
+		if (!td.ctl)
+			goto out_nbd;
+	}
 
 	td_log_info("%s: serving (%llu bytes)", td.img->name,
 		    (unsigned long long)td.img->size);
@@ -254,6 +264,8 @@ int main(int argc, char **argv)
 	if (!drain_and_flush(&td) && !err)
 		status = 0;
 
+	td_control_destroy(td.ctl);
+out_nbd:
 	td_nbd_server_destroy(td.nbd);
 out_signals:
 	td_loop_del(td.sigev);
