@@ -9,6 +9,7 @@ LIBDIR	?= $(PREFIX)/lib
 INCDIR	?= $(PREFIX)/include
 MANDIR	?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION	:= 0.1.0
 
 CC	?= gcc
@@ -84,7 +85,7 @@ $(LIBTAPDISK): $(call obj,$(TD_SRCS))
 $(TAPDISK): $(call obj,$(TD_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/blktapctrl: $(call obj,$(CTRL_SRCS)) $(LIBBLKTAP)
+$(BUILD)/blktapctrl: $(call obj,$(CTRL_SRCS)) $(LIBTAPDISK) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
@@ -151,6 +152,9 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
 		libblktap/libblktap.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libblktap.pc
 	install -m 0644 doc/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' blktapctrl/blktapctrl.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 
 clean:
 	rm -rf build

@@ -8,7 +8,7 @@ dest=$(mktemp -d /var/tmp/blktap-install.XXXXXX)
 trap 'rm -rf "$dest"' EXIT
 
 make -s -C "$top" install DESTDIR="$dest" PREFIX=/opt/blktap >/dev/null
-for f in sbin/tapdisk lib/libblktap.a lib/libblktap.so.0 \
+for f in sbin/tapdisk sbin/blktapctrl sbin/tap-ctl lib/systemd/system/blktapctrl.service lib/libblktap.a lib/libblktap.so.0 \
 	 lib/libblktap.so include/blktap/log.h include/blktap/size.h \
 	 lib/pkgconfig/libblktap.pc share/man/man8/tapdisk.8; do
 	[ -e "$dest/opt/blktap/$f" ] || { echo "missing after install: /opt/blktap/$f"; exit 1; }
