@@ -74,8 +74,16 @@ static bool blktap_map_zc(struct vm_area_struct *vma, struct blktap_slot *slot,
 	unsigned long addr = blktap_slot_addr(vma, slot, i);
 	int err;
 
-	/* anon (O_DIRECT from a process), slab and reserved pages can't */
-	if (PageAnon(page) || PageSlab(page) || PageReserved(page))
+	/*
+	 * Only page-cache pages under writeback: writeback pins them in their
+	 * mapping until we complete, after the zap, so truncation and reclaim
+	 * never meet a page that is still mapped here (our VMA is not in the
+	 * page's rmap). Anonymous pages (O_DIRECT from a process) cannot be
+	 * inserted at all; pages of a file mmap'd by an O_DIRECT writer could
+	 * be truncated under us.
+	 */
+	if (!PageWriteback(page) || PageAnon(page) || PageSlab(page) ||
+	    PageReserved(page))
 		return false;
 	if (slot->map[i] != BLKTAP_MAP_NONE) {
 		blktap_zap_range(vma, addr, PAGE_SIZE);
