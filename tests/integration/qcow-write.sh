@@ -21,7 +21,7 @@ SIZE=$((48 << 20))
 QIO=(-c 'write -P 0xab 0 1M' -c 'write -P 0xcd 1M 64k'
      -c 'write -P 0x11 3145828 5000' -c 'write -z 4M 2M'
      -c 'write -P 0x22 8M 512' -c 'write -P 0x33 50327552 4k'
-     -c 'write -P 0x44 2096640 1536' -c 'write -P 0x55 20M 3M'
+     -c 'write -P 0x44 2096640 1536' -c 'write -P 0x55 20M 3M' -c 'write -f -P 0x77 6M 4097'
      -c 'aio_write -P 0x61 30M 7000' -c 'aio_write -P 0x62 30732000 7000'
      -c 'aio_write -P 0x63 30739000 64k' -c 'aio_write -P 0x64 40M 2M'
      -c aio_flush -c 'write -P 0x12 3145900 100' -c flush)
