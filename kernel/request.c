@@ -60,7 +60,7 @@ static int blktap_map_bounce(struct vm_area_struct *vma,
 static int blktap_get_bounce(struct blktap_slot *slot, u32 i)
 {
 	if (!slot->bounce[i]) {
-		slot->bounce[i] = alloc_page(GFP_KERNEL | __GFP_ZERO);
+		slot->bounce[i] = alloc_page(GFP_NOIO | __GFP_ZERO);
 		if (!slot->bounce[i])
 			return -ENOMEM;
 	}

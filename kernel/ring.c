@@ -9,6 +9,7 @@
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/poll.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -230,8 +231,14 @@ static struct vm_area_struct *blktap_ring_lock_vma(struct blktap *tap)
 static long blktap_ring_kick(struct blktap *tap)
 {
 	struct vm_area_struct *vma;
+	unsigned int noio;
 	int ret;
 
+	/*
+	 * Memory for bounce pages and page tables must not wait for writeback
+	 * to a tapdev: that writeback waits for this very call.
+	 */
+	noio = memalloc_noio_save();
 	mutex_lock(&tap->lock);
 	vma = blktap_ring_lock_vma(tap);
 	if (!vma) {
@@ -243,6 +250,7 @@ static long blktap_ring_kick(struct blktap *tap)
 	mmap_read_unlock(vma->vm_mm);
 out:
 	mutex_unlock(&tap->lock);
+	memalloc_noio_restore(noio);
 	return ret;
 }
 
