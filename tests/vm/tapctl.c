@@ -661,6 +661,9 @@ static int cmd_bench(const char *dev, const char *mode, size_t bs, int qd,
 	       bs, qd, done * bs / t / 1048576, done / t);
 	io_destroy(ctx);
 	close(fd);
+	free(buf);
+	free(ptrs);
+	free(iocbs);
 	return 0;
 }
 
