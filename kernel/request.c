@@ -7,13 +7,13 @@
  *   into the slot's window: zero-copy inserts a write's pages read-only;
  *   reads, pages that cannot be mapped, and everything in copy mode go
  *   through the slot's bounce pages, which stay mapped.
+ * consume: check each response against the slot it names, zap the
+ *   zero-copy pages, copy read data back from bounce pages, end the request.
  *
  * Why reads are copied: tapdisk would write into page-cache pages that are
  * not uptodate yet through a writable PTE; whoever zaps that PTE (us, but
  * also munmap, MADV_DONTNEED or exit, all in user space's hands) calls
  * set_page_dirty() on it, which warns and schedules a pointless writeback.
- * consume: check each response against the slot it names, zap the
- *   zero-copy pages, copy read data back from bounce pages, end the request.
  */
 #include <linux/blk-mq.h>
 #include <linux/highmem.h>
