@@ -7,7 +7,7 @@ top=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 dest=$(mktemp -d /var/tmp/blktap-install.XXXXXX)
 trap 'rm -rf "$dest"' EXIT
 
-make -s -C "$top" install DESTDIR="$dest" PREFIX=/opt/blktap >/dev/null
+env -u BUILD -u ASAN make -s -C "$top" install DESTDIR="$dest" PREFIX=/opt/blktap >/dev/null
 for f in sbin/tapdisk sbin/blktapctrl sbin/tap-ctl lib/systemd/system/blktapctrl.service lib/libblktap.a lib/libblktap.so.0 \
 	 lib/libblktap.so include/blktap/log.h include/blktap/size.h \
 	 lib/pkgconfig/libblktap.pc share/man/man8/tapdisk.8; do
