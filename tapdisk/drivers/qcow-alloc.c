@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * qcow driver, allocation: writes to unallocated or compressed clusters get
+ * new clusters at the end of the file, partial clusters filled from the
+ * parent or the old compressed data first (copy-on-write). The order on
+ * disk is data, then (after an fdatasync shared by every allocation in
+ * flight) the L2 entries, and for a new L2 table: data and table,
+ * fdatasync, then the L1 entry. Discards write zero entries.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blktap/log.h"
+#include "qcow.h"
+
+/* ---- the fdatasync that orders data before the metadata pointing to it ---- */
+
+static void alloc_meta(struct qalloc *a);
+static void alloc_finish(struct qalloc *a, int err);
+
+static void barrier_kick(struct qcow_image *s);
+
+static void barrier_done(struct td_iocb *io, long res)
+{
+	struct qcow_image *s = io->arg;
+	struct qalloc *a = s->bar_batch;
+
+	if (res == -EINVAL) /* no asynchronous fdsync here: do it now */
+		res = fdatasync(s->fd) < 0 ? -errno : 0;
+	if (res < 0)
+		td_log_err("%s: fdatasync: %s", s->img->name, strerror(-res));
+	s->bar_batch = NULL;
+	s->bar_running = false;
+	while (a) {
+		struct qalloc *next = a->next;
+
+		if (res < 0)
+			alloc_finish(a, (int)res);
+		else
+			alloc_meta(a);
+		a = next;
+	}
+	barrier_kick(s);
+}
+
+static void barrier_kick(struct qcow_image *s)
+{
+	if (s->bar_running || !s->bar_wait)
+		return;
+	s->bar_batch = s->bar_wait;
+	s->bar_wait = NULL;
+	s->bar_tail = &s->bar_wait;
+	s->bar_running = true;
+	td_iocb_prep(&s->bar_io, TD_AIO_FDSYNC, s->fd, NULL, 0, 0, 0,
+		     barrier_done, s);
+	td_aio_queue(s->img->ctx->aio, &s->bar_io);
+}
+
+static void barrier_enqueue(struct qcow_image *s, struct qalloc *a)
+{
+	a->next = NULL;
+	*s->bar_tail = a;
+	s->bar_tail = &a->next;
+	barrier_kick(s);
+}
+
+/* ---- allocation ---- */
+
+static void alloc_free(struct qalloc *a)
+{
+	free(a->newl2);
+	free(a->part[0]);
+	if (a->part[1] != a->part[0])
+		free(a->part[1]);
+	free(a->ebuf);
+	free(a->iov);
+	free(a);
+}
+
+static void alloc_finish(struct qalloc *a, int err)
+{
+	struct td_image *img = a->img;
+	struct qcow_image *s = QI(img);
+	struct td_req *w = a->w;
+
+	if (err)
+		img->errors++;
+	if (a->t)
+		qcow_l2c_put(&s->l2c, a->t);
+	qcow_busy_del(s, &a->busy);
+	alloc_free(a);
+	td_req_complete(w, err);
+}
+
+static void meta_done(struct td_iocb *io, long res)
+{
+	struct qalloc *a = io->arg;
+	struct td_image *img = a->img;
+	struct qcow_image *s = QI(img);
+	uint64_t cs = s->h.cluster_size;
+
+	if (res < 0) {
+		td_log_err("%s: writing %s for guest offset %llu: %s", img->name,
+			   a->newl2 ? "the L1 entry" : "L2 entries",
+			   ULL(a->c0 * cs), strerror(-res));
+		alloc_finish(a, (int)res);
+		return;
+	}
+	if (a->newl2) {
+		struct qcow_l2 *t;
+		bool hit;
+
+		s->l1[a->l1i] = a->l2off;
+		t = qcow_l2c_get(&s->l2c, a->l2off, &hit);
+		if (t) {
+			for (uint64_t i = 0; i < s->h.l2_entries; i++)
+				t->tab[i] = qcow_be64(a->newl2 + i * 8);
+			t->ready = true;
+			qcow_l2c_put(&s->l2c, t);
+		}
+	} else {
+		uint64_t idx = a->c0 & (s->h.l2_entries - 1);
+
+		for (uint64_t k = 0; k < a->n; k++)
+			a->t->tab[idx + k] = qcow_be64(a->ebuf + k * 8);
+	}
+	alloc_finish(a, 0);
+}
+
+/* After the barrier: point the metadata at the new data. */
+static void alloc_meta(struct qalloc *a)
+{
+	struct qcow_image *s = QI(a->img);
+	const struct qcow_header *h = &s->h;
+
+	if (a->newl2) {
+		/* The entries are in the new table already; ebuf has >= 8 bytes. */
+		qcow_l1_encode(h, a->ebuf, a->l2off);
+		td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, 8,
+				 h->l1_off + a->l1i * 8, 0, meta_done, a);
+	} else {
+		uint64_t idx = a->c0 & (h->l2_entries - 1);
+
+		td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, a->n * 8,
+				 a->t->off + idx * 8, 0, meta_done, a);
+	}
+	td_aio_queue(a->img->ctx->aio, &a->io[0]);
+}
+
+static void data_done(struct td_iocb *io, long res)
+{
+	struct qalloc *a = io->arg;
+
+	if (res < 0 && !a->err) {
+		a->err = (int)res;
+		td_log_err("%s: writing new clusters at offset %llu: %s",
+			   a->img->name, ULL(a->phys), strerror(-res));
+	}
+	if (--a->pending)
+		return;
+	if (a->err)
+		alloc_finish(a, a->err);
+	else
+		barrier_enqueue(QI(a->img), a);
+}
+
+/* Is guest cluster @c only partly covered by the write? */
+static bool partial(const struct qalloc *a, uint64_t c, uint64_t cs)
+{
+	return a->w->off > c * cs || a->w->off + a->w->len < (c + 1) * cs;
+}
+
+/* Copy @len bytes at @off of @src into @dst entries; returns the count. */
+static int iov_sub(const struct iovec *src, int nsrc, uint64_t off,
+		   uint64_t len, struct iovec *dst)
+{
+	int n = 0;
+
+	for (int i = 0; i < nsrc && len; i++) {
+		if (off >= src[i].iov_len) {
+			off -= src[i].iov_len;
+			continue;
+		}
+		uint64_t take = src[i].iov_len - off;
+
+		if (take > len)
+			take = len;
+		dst[n].iov_base = (char *)src[i].iov_base + off;
+		dst[n++].iov_len = take;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+/* The partial clusters hold their old data: write everything out. */
+static void alloc_write(struct qalloc *a)
+{
+	struct qcow_image *s = QI(a->img);
+	uint64_t cs = s->h.cluster_size, base = a->c0 * cs;
+	struct td_req *w = a->w;
+	uint64_t mid_lo = base, mid_hi = base + a->n * cs;
+	int n = 0;
+
+	a->iov = calloc(w->niov + 2, sizeof(*a->iov));
+	if (!a->iov) {
+		alloc_finish(a, -ENOMEM);
+		return;
+	}
+	if (a->part[0]) {
+		uint64_t end = base + cs < w->off + w->len ? base + cs : w->off + w->len;
+
+		td_iov_to_buf(w->iov, w->niov, 0, a->part[0] + (w->off - base),
+			      end - w->off);
+		a->iov[n].iov_base = a->part[0];
+		a->iov[n++].iov_len = cs;
+		mid_lo += cs;
+	}
+	if (a->part[1] && a->part[1] != a->part[0]) {
+		uint64_t tb = base + (a->n - 1) * cs;
+
+		td_iov_to_buf(w->iov, w->niov, tb - w->off, a->part[1],
+			      w->off + w->len - tb);
+		mid_hi -= cs;
+	} else if (a->part[1]) {
+		mid_hi -= cs;
+	}
+	if (mid_hi > mid_lo)
+		n += iov_sub(w->iov, w->niov, mid_lo - w->off, mid_hi - mid_lo,
+			     a->iov + n);
+	if (a->part[1] && a->part[1] != a->part[0]) {
+		a->iov[n].iov_base = a->part[1];
+		a->iov[n++].iov_len = cs;
+	}
+	a->pending = a->newl2 ? 2 : 1;
+	td_iocb_prep(&a->io[0], TD_AIO_WRITE, s->fd, a->iov, n, a->phys, 0,
+		     data_done, a);
+	td_aio_queue(a->img->ctx->aio, &a->io[0]);
+	if (a->newl2) {
+		/* The table is unreferenced until the L1 entry: write it now. */
+		td_iocb_prep_buf(&a->io[1], TD_AIO_WRITE, s->fd, a->newl2,
+				 s->h.l2_bytes, a->l2off, 0, data_done, a);
+		td_aio_queue(a->img->ctx->aio, &a->io[1]);
+	}
+}
+
+/* Base data for a partial cluster: parent image or old compressed data. */
+struct qbase {
+	struct td_iocb io;
+	struct qalloc *a;
+	int which;
+	uint8_t *zbuf;
+};
+
+static void base_loaded(struct qalloc *a, int err)
+{
+	if (err && !a->err)
+		a->err = err;
+	if (--a->pending)
+		return;
+	if (a->err)
+		alloc_finish(a, a->err);
+	else
+		alloc_write(a);
+}
+
+static void base_parent_done(struct td_req *req, int err)
+{
+	struct qalloc *a = req->arg;
+
+	td_req_free(req);
+	base_loaded(a, err);
+}
+
+static void base_z_done(struct td_iocb *io, long res)
+{
+	struct qbase *b = (struct qbase *)io;
+	struct qalloc *a = b->a;
+	int err = res < 0 ? (int)res : 0;
+
+	if (!err)
+		err = qcow_inflate_into(a->img, b->zbuf, io->len,
+					qcow_coff(&QI(a->img)->h, a->old[b->which]),
+					a->part[b->which]);
+	free(b->zbuf);
+	free(b);
+	base_loaded(a, err);
+}
+
+static int base_load(struct qalloc *a, int which, uint64_t c)
+{
+	struct td_image *img = a->img;
+	struct qcow_image *s = QI(img);
+	uint64_t cs = s->h.cluster_size, off = c * cs, e = a->old[which];
+	uint64_t len = off + cs > img->size ? img->size - off : cs;
+
+	if (qcow_is_compressed(e)) {
+		struct qbase *b = calloc(1, sizeof(*b));
+		uint64_t csize = qcow_csize(&s->h, e);
+
+		if (!b || !(b->zbuf = malloc(csize))) {
+			free(b);
+			return -ENOMEM;
+		}
+		b->a = a;
+		b->which = which;
+		a->pending++;
+		td_iocb_prep_buf(&b->io, TD_AIO_READ, s->fd, b->zbuf, csize,
+				 qcow_coff(&s->h, e), 0, base_z_done, b);
+		td_aio_queue(img->ctx->aio, &b->io);
+	} else if (img->parent && off < img->parent->size) {
+		struct td_req *r = td_req_new(TD_OP_READ, off, len, NULL, 0,
+					      base_parent_done, a);
+
+		if (!r)
+			return -ENOMEM;
+		r->iov = r->iov_inline;
+		r->niov = 1;
+		r->iov_inline[0].iov_base = a->part[which];
+		r->iov_inline[0].iov_len = len;
+		a->pending++;
+		td_image_read_parent(img, r);
+	}
+	return 0;
+}
+
+/*
+ * Allocate guest clusters [c0, c0 + n) for child write @w; @t is their L2
+ * table (pinned for us), or NULL to allocate a new table at L1 index @l1i.
+ * @old holds the current entries (0 or compressed).
+ */
+void qcow_alloc_start(struct td_image *img, struct td_req *w, uint64_t c0,
+		      uint64_t n, struct qcow_l2 *t, uint64_t l1i)
+{
+	struct qcow_image *s = QI(img);
+	const struct qcow_header *h = &s->h;
+	uint64_t cs = h->cluster_size, idx = c0 & (h->l2_entries - 1);
+	struct qalloc *a = calloc(1, sizeof(*a));
+	int err = -ENOMEM;
+
+	if (!a)
+		goto fail;
+	a->img = img;
+	a->w = w;
+	a->c0 = c0;
+	a->n = n;
+	a->t = t;
+	a->l1i = l1i;
+	/* A new table: every cluster it will map waits for its L1 entry. */
+	if (t)
+		qcow_busy_add(s, &a->busy, c0, c0 + n - 1);
+	else
+		qcow_busy_add(s, &a->busy, l1i * h->l2_entries,
+			      (l1i + 1) * h->l2_entries - 1);
+	a->ebuf = malloc(n * 8);
+	if (!a->ebuf)
+		goto fail_a;
+	if (!t) {
+		a->newl2 = calloc(1, h->l2_bytes);
+		if (!a->newl2)
+			goto fail_a;
+		a->l2off = s->end;
+		s->end += (h->l2_bytes + cs - 1) / cs * cs;
+	}
+	a->phys = s->end;
+	s->end += n * cs;
+	for (uint64_t k = 0; k < n; k++) {
+		qcow_put_be64(a->ebuf + k * 8, a->phys + k * cs);
+		if (a->newl2)
+			qcow_put_be64(a->newl2 + (idx + k) * 8, a->phys + k * cs);
+	}
+	a->old[0] = t ? t->tab[idx] : 0;
+	a->old[1] = t ? t->tab[idx + n - 1] : 0;
+	/* Hold off the write until every base load has been issued. */
+	a->pending = 1;
+	for (int i = 0; i < 2; i++) {
+		uint64_t c = i ? c0 + n - 1 : c0;
+
+		if (!partial(a, c, cs))
+			continue;
+		if (i && n == 1) {
+			a->part[1] = a->part[0];
+			continue;
+		}
+		/* Aligned: a parent opened with O_DIRECT reads into it directly. */
+		if (posix_memalign((void **)&a->part[i], 4096, cs))
+			a->part[i] = NULL;
+		if (a->part[i])
+			memset(a->part[i], 0, cs);
+		if (!a->part[i]) {
+			base_loaded(a, -ENOMEM);
+			return;
+		}
+		err = base_load(a, i, c);
+		if (err) {
+			base_loaded(a, err);
+			return;
+		}
+	}
+	base_loaded(a, 0);
+	return;
+
+fail_a:
+	qcow_busy_del(s, &a->busy);
+	alloc_free(a);
+fail:
+	if (t)
+		qcow_l2c_put(&s->l2c, t);
+	td_image_complete_later(img, w, err);
+}
+
+/* Discard: set the entries of whole clusters [c0, c0 + n) to 0. */
+void qcow_discard_start(struct td_image *img, struct td_req *d, uint64_t c0,
+			uint64_t n, struct qcow_l2 *t)
+{
+	struct qcow_image *s = QI(img);
+	uint64_t idx = c0 & (s->h.l2_entries - 1);
+	struct qalloc *a = calloc(1, sizeof(*a));
+
+	if (!a || !(a->ebuf = calloc(n, 8))) {
+		free(a);
+		qcow_l2c_put(&s->l2c, t);
+		td_image_complete_later(img, d, -ENOMEM);
+		return;
+	}
+	a->img = img;
+	a->w = d;
+	a->discard = true;
+	a->c0 = c0;
+	a->n = n;
+	a->t = t;
+	qcow_busy_add(s, &a->busy, c0, c0 + n - 1);
+	td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, n * 8,
+			 t->off + idx * 8, 0, meta_done, a);
+	td_aio_queue(img->ctx->aio, &a->io[0]);
+}

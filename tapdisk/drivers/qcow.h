@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Private to the qcow driver (tapdisk/drivers/qcow*.c): the per-image state
+ * and the objects a request turns into on its way through the driver.
+ *
+ *   qcow.c        the driver table: open, close, flush, backing chains
+ *   qcow-io.c     requests cut into pieces per L2 table, L2 loads, busy
+ *                 clusters, plain and compressed cluster I/O
+ *   qcow-alloc.c  cluster and L2 table allocation, copy-on-write fill,
+ *                 discard, the fdatasync that orders data before metadata
+ */
+#ifndef TAPDISK_DRIVERS_QCOW_H
+#define TAPDISK_DRIVERS_QCOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "aio.h"
+#include "image.h"
+#include "qcow-format.h"
+
+#define L2_CACHE_BYTES	(4u << 20)	/* per image */
+#define L2_CACHE_MIN	16
+#define ULL(x)		((unsigned long long)(x))
+
+#define L2_CACHE_BYTES	(4u << 20)	/* per image */
+#define L2_CACHE_MIN	16
+#define ULL(x)		((unsigned long long)(x))
+
+struct qpiece;
+struct qalloc;
+
+/* Clusters [first, last] being allocated or discarded. */
+struct qbusy {
+	uint64_t first, last;
+	struct qpiece *waiters;
+	struct qbusy *next;
+};
+
+struct qcow_image {
+	int fd;
+	struct qcow_header h;
+	uint64_t *l1;			/* host order */
+	uint64_t end;			/* where the next allocation goes */
+	struct qcow_l2c l2c;
+	char *backing;			/* resolved path, or NULL */
+	struct qbusy *busy;
+	/* allocations waiting for the next fdatasync, and the one running */
+	struct qalloc *bar_wait, **bar_tail, *bar_batch;
+	bool bar_running;
+	struct td_iocb bar_io;
+	struct td_image *img;
+	/* the last compressed cluster inflated */
+	uint64_t zc_off;
+	uint8_t *zc_buf;
+};
+
+/* The part of a request that falls into one L2 table. */
+struct qpiece {
+	struct td_image *img;
+	struct td_req *req;
+	uint64_t rel, len;		/* within req */
+	uint64_t l1i;
+	struct qpiece *next;		/* on a wait list */
+};
+
+/* One I/O on behalf of a child request. */
+struct qio {
+	struct td_iocb io;
+	struct td_image *img;
+	struct td_req *req;
+	uint64_t inoff;			/* compressed: offset in the cluster */
+	uint64_t coff;
+	uint8_t *buf;
+};
+
+/* An allocation (or a discard: no data, entries set to 0). */
+struct qalloc {
+	struct td_image *img;
+	struct td_req *w;		/* the write (child of the request) */
+	bool discard;
+	uint64_t c0, n;			/* guest clusters */
+	uint64_t phys;			/* new data clusters */
+	struct qcow_l2 *t;		/* existing L2 table, pinned */
+	uint64_t l1i, l2off;
+	uint8_t *newl2;			/* new L2 table as stored */
+	uint8_t *part[2];		/* partial head/tail cluster buffers */
+	uint64_t old[2];		/* their old entries */
+	uint8_t *ebuf;			/* entries to write */
+	struct iovec *iov;
+	int pending, err;
+	struct qbusy busy;
+	struct td_iocb io[2];
+	struct qalloc *next;		/* barrier list */
+};
+
+static inline struct qcow_image *QI(struct td_image *img)
+{
+	return img->priv;
+}
+
+/* qcow-io.c */
+void qcow_queue(struct td_image *img, struct td_req *req);
+/* Mark clusters [first, last] busy; pieces touching them wait. */
+void qcow_busy_add(struct qcow_image *s, struct qbusy *b, uint64_t first,
+		   uint64_t last);
+/* Unmark them and start the pieces that waited again. */
+void qcow_busy_del(struct qcow_image *s, struct qbusy *b);
+/* Inflate a compressed cluster read from @coff; logs what failed. */
+int qcow_inflate_into(struct td_image *img, const uint8_t *in, size_t len,
+		      uint64_t coff, uint8_t *out);
+
+/* qcow-alloc.c */
+/*
+ * Allocate guest clusters [c0, c0 + n) for child write @w; @t is their L2
+ * table (pinned for us), or NULL to allocate a new table at L1 index @l1i.
+ */
+void qcow_alloc_start(struct td_image *img, struct td_req *w, uint64_t c0,
+		      uint64_t n, struct qcow_l2 *t, uint64_t l1i);
+/* Discard: set the entries of whole clusters [c0, c0 + n) of @t to 0. */
+void qcow_discard_start(struct td_image *img, struct td_req *d, uint64_t c0,
+			uint64_t n, struct qcow_l2 *t);
+
+#endif
