@@ -443,7 +443,7 @@ void vmdk_desc_free(struct vmdk_desc *d)
 	d->parent_cid = VMDK_CID_NONE;
 }
 
-long vmdk_desc_cid_pos(const char *text, size_t len)
+long vmdk_desc_cid_pos(const char *text, size_t len, unsigned int *ndigits)
 {
 	size_t i = 0;
 
@@ -463,8 +463,11 @@ long vmdk_desc_cid_pos(const char *text, size_t len)
 					p++;
 				for (n = 0; p + n < len && n < 9 && isxdigit((unsigned char)text[p + n]); n++)
 					;
-				if (n == 8 && (p + 8 == len || isspace((unsigned char)text[p + 8])))
+				if (n >= 1 && n <= 8 &&
+				    (p + n == len || isspace((unsigned char)text[p + n]))) {
+					*ndigits = (unsigned int)n;
 					return (long)p;
+				}
 			}
 		}
 		while (i < len && text[i] != '\n')

@@ -109,11 +109,11 @@ int vmdk_desc_parse(const char *text, size_t len, struct vmdk_desc *d,
 void vmdk_desc_free(struct vmdk_desc *d);
 
 /*
- * Where in @text the CID value is, if it is written as 8 hex digits
- * ("CID=1234abcd", as qemu-img and VMware write it), so that a new CID can
- * be written over it in place; -1 if there is no such line.
+ * Where in @text the CID value is and how many hex digits it has (1 to 8:
+ * qemu-img writes "CID=%x", VMware "CID=%08x"), so that a new CID of the
+ * same width can be written over it in place; -1 if there is no such line.
  */
-long vmdk_desc_cid_pos(const char *text, size_t len);
+long vmdk_desc_cid_pos(const char *text, size_t len, unsigned int *ndigits);
 
 /* What a file starting with @buf is, for picking a parent's driver. */
 enum vmdk_probe { VMDK_PROBE_RAW, VMDK_PROBE_VMDK, VMDK_PROBE_QCOW };

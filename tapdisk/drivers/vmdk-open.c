@@ -20,7 +20,6 @@
 #include "blktap/log.h"
 #include "vmdk.h"
 
-#define GT_MEM_LIMIT	(1ull << 30)	/* grain tables held in memory, per extent */
 #define GT_READ_RUN	(1u << 20)	/* bytes of contiguous GTs read at once */
 
 /* ---- opening ---- */
@@ -88,38 +87,32 @@ out:
 	return err;
 }
 
-static int check_gt(struct vmdk_extent *e, uint32_t i)
-{
-	const uint32_t *t = e->gt[i];
-
-	for (uint32_t j = 0; j < e->hdr.gtes_per_gt; j++) {
-		if (t[j] == 0 || (t[j] == 1 && e->zero_grain))
-			continue;
-		if ((uint64_t)t[j] * VMDK_SECTOR >= e->eof) {
-			td_log_err("%s: grain %llu is at sector %u, past the end of the file (%llu bytes); the file is truncated or corrupt",
-				   e->label,
-				   (unsigned long long)i * e->hdr.gtes_per_gt + j,
-				   t[j], (unsigned long long)e->eof);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-/* Read every allocated grain table, coalescing tables that follow each other. */
+/*
+ * Check that every grain table the directory names lies inside the file,
+ * then read the first tables (as many as the cache holds), coalescing
+ * tables that follow each other; the rest are read when first used.
+ */
 static int load_gts(struct vmdk_extent *e)
 {
-	uint32_t n = e->hdr.gd_entries, per = e->hdr.gtes_per_gt, i = 0, j;
-	uint64_t mem = 0;
-	uint8_t *raw = NULL;
+	uint32_t n = e->hdr.gd_entries, per = e->hdr.gtes_per_gt, i, j;
 	int err = 0;
 
+	vmdk_gt_set_limit(e, VMDK_GT_CACHE);
 	e->gt = calloc(n + 1, sizeof(*e->gt));
 	if (!e->gt)
 		return -ENOMEM;
-	while (i < n && !err) {
+	for (i = 0; i < n; i++) {
+		if (e->gd[i] && (uint64_t)e->gd[i] * VMDK_SECTOR + e->gt_bytes > e->eof) {
+			td_log_err("%s: grain table %u at sector %u lies past the end of the file (%llu bytes); the file is truncated or corrupt",
+				   e->label, i, e->gd[i], (unsigned long long)e->eof);
+			return -EINVAL;
+		}
+	}
+	i = 0;
+	while (i < n && !err && e->n_resident < e->max_resident) {
 		uint64_t first = e->gd[i];
 		uint32_t i0 = i;
+		uint8_t *raw;
 		size_t bytes;
 
 		if (!first) {
@@ -127,37 +120,27 @@ static int load_gts(struct vmdk_extent *e)
 			continue;
 		}
 		for (j = i + 1; j < n && (j - i + 1) * (uint64_t)e->gt_bytes <= GT_READ_RUN &&
+		     e->n_resident + (j - i) < e->max_resident &&
 		     e->gd[j] == first + (uint64_t)(j - i) * (e->gt_bytes / VMDK_SECTOR); j++)
 			;
 		bytes = (size_t)(j - i) * e->gt_bytes;
-		mem += bytes;
-		if (mem > GT_MEM_LIMIT) {
-			td_log_err("%s: grain tables need more than %llu MiB of memory",
-				   e->label, GT_MEM_LIMIT >> 20);
-			return -EFBIG;
-		}
-		if (first * VMDK_SECTOR + bytes > e->eof) {
-			td_log_err("%s: grain table %u at sector %llu lies past the end of the file (%llu bytes); the file is truncated or corrupt",
-				   e->label, i, (unsigned long long)first,
-				   (unsigned long long)e->eof);
-			return -EINVAL;
-		}
 		raw = malloc(bytes);
 		if (!raw)
 			return -ENOMEM;
-		err = read_at(e->label, e->fd, raw, bytes,
-			      first * VMDK_SECTOR, "grain tables");
+		err = read_at(e->label, e->fd, raw, bytes, first * VMDK_SECTOR,
+			      "grain tables");
 		for (; i < j && !err; i++) {
 			const uint8_t *src = raw + (size_t)(i - i0) * e->gt_bytes;
+			uint32_t *ent = malloc(per * sizeof(uint32_t));
 
-			e->gt[i] = malloc(per * sizeof(uint32_t));
-			if (!e->gt[i]) {
+			if (!ent || !vmdk_gt_insert(e, i, ent)) {
+				free(ent);
 				err = -ENOMEM;
 				break;
 			}
 			for (uint32_t k = 0; k < per; k++)
-				e->gt[i][k] = vmdk_le32(src + 4 * k);
-			err = check_gt(e, i);
+				ent[k] = vmdk_le32(src + 4 * k);
+			err = vmdk_gt_check(e, e->gt[i]);
 		}
 		free(raw);
 	}
@@ -285,10 +268,7 @@ static void free_extent(struct vmdk_extent *e)
 {
 	if (e->fd >= 0)
 		close(e->fd);
-	if (e->gt)
-		for (uint32_t i = 0; i < e->hdr.gd_entries; i++)
-			free(e->gt[i]);
-	free(e->gt);
+	vmdk_gt_free_all(e);
 	free(e->gd);
 	free(e->rgd);
 	free(e->cache);
@@ -311,13 +291,15 @@ void vmdk_close(struct td_image *img)
 }
 
 /*
- * Called before the first write is queued. Eight bytes written in place,
+ * Called before the first write is queued. A few bytes written in place,
  * synchronously: once per open, and a delta link on this image must not
  * keep trusting it once any data may have changed.
  */
 void vmdk_new_cid(struct td_image *img)
 {
 	struct vmdk_image *vi = img->priv;
+	unsigned int n = vi->cid_digits;
+	uint32_t mask = n >= 8 ? UINT32_MAX : (1u << (4 * n)) - 1;
 	uint32_t cid = vi->desc.cid;
 	char hex[9];
 
@@ -325,9 +307,10 @@ void vmdk_new_cid(struct td_image *img)
 		return;
 	vi->cid_written = true;
 	while (cid == vi->desc.cid || cid == VMDK_CID_NONE)
-		cid = (uint32_t)random() ^ (uint32_t)getpid() << 16 ^ (uint32_t)time(NULL);
-	snprintf(hex, sizeof(hex), "%08x", cid);
-	if (pwrite(vi->desc_fd, hex, 8, vi->cid_pos) != 8) {
+		cid = ((uint32_t)random() ^ (uint32_t)getpid() << 16 ^
+		       (uint32_t)time(NULL)) & mask;
+	snprintf(hex, sizeof(hex), "%0*x", (int)n, cid);
+	if (pwrite(vi->desc_fd, hex, n, vi->cid_pos) != (ssize_t)n) {
 		td_log_warn("%s: writing a new CID to the descriptor: %s", img->name,
 			    strerror(errno ? errno : EIO));
 		return;
@@ -390,9 +373,9 @@ static int read_descriptor(struct td_image *img, struct vmdk_image *vi,
 			td_log_err("%s: descriptor: %s", img->name, why);
 	}
 	if (!err && !(flags & TD_OPEN_RDONLY)) {
-		long pos = vmdk_desc_cid_pos(text, len);
+		long pos = vmdk_desc_cid_pos(text, len, &vi->cid_digits);
 
-		/* Only a CID we can overwrite in place (8 hex digits) is renewed. */
+		/* The new CID is written over the old one, digit for digit. */
 		if (pos >= 0 && (vi->desc_fd = open(path, O_RDWR | O_CLOEXEC)) >= 0)
 			vi->cid_pos = off + (uint64_t)pos;
 	}

@@ -55,8 +55,8 @@ struct vmdk_alloc {
 	struct td_iocb io[3];
 };
 
-static void write_grain(struct td_image *img, struct vmdk_extent *e,
-			struct td_req *c);
+static void sparse_write(struct td_image *img, struct vmdk_extent *e,
+			 struct td_req *req, uint64_t a, uint64_t b, int *err);
 
 static void alloc_finish(struct vmdk_alloc *al, int err)
 {
@@ -69,15 +69,16 @@ static void alloc_finish(struct vmdk_alloc *al, int err)
 	for (pp = &e->allocs; *pp != al; pp = &(*pp)->next)
 		;
 	*pp = al->next;
+	if (!err && al->new_gt && !vmdk_gt_insert(e, al->gd_idx, al->new_table))
+		err = -ENOMEM;	/* on disk but not in memory: the next open sees it */
 	if (!err) {
 		if (al->new_gt) {
 			e->gd[al->gd_idx] = (uint32_t)(al->gt_off / VMDK_SECTOR);
 			if (e->rgd)
 				e->rgd[al->gd_idx] = (uint32_t)(al->rgt_off / VMDK_SECTOR);
-			e->gt[al->gd_idx] = al->new_table;
 			al->new_table = NULL;
 		}
-		e->gt[al->gd_idx][al->grain_idx % per] =
+		e->gt[al->gd_idx]->ent[al->grain_idx % per] =
 			(uint32_t)(al->data_off / VMDK_SECTOR);
 		if (e->eof < al->data_off + e->grain)
 			e->eof = al->data_off + e->grain;
@@ -86,15 +87,18 @@ static void alloc_finish(struct vmdk_alloc *al, int err)
 		td_log_err("%s: allocating grain %llu: %s", e->label,
 			   (unsigned long long)al->grain_idx, strerror(-err));
 	}
+	if (!al->new_gt)
+		vmdk_gt_unpin(e, e->gt[al->gd_idx]);
 	free(al->new_table);
 	free(al->buf);
 	free(al->zero_gt);
 	td_req_complete(al->req, err);
 	free(al);
+	/* Waiters go through the table cache again: their table may be gone. */
 	while (w) {
 		struct td_req *next = w->drv_arg;
 
-		write_grain(img, e, w);
+		vmdk_extent_run(img, e, w, sparse_write);
 		w = next;
 	}
 }
@@ -291,7 +295,7 @@ static void start_alloc(struct td_image *img, struct vmdk_extent *e,
 	al->req = c;
 	al->grain_idx = g;
 	al->gd_idx = (uint32_t)(g / per);
-	al->new_gt = !e->gt[al->gd_idx];
+	al->new_gt = !e->gd[al->gd_idx];
 	need = e->grain + (al->new_gt ? 2ull * e->gt_bytes : 0);
 	if (e->alloc + need > (uint64_t)UINT32_MAX * VMDK_SECTOR) {
 		td_log_err("%s: the extent is full (sparse extents hold at most 2 TiB)",
@@ -325,6 +329,8 @@ static void start_alloc(struct td_image *img, struct vmdk_extent *e,
 	vmdk_put_le32(al->rgde_le, (uint32_t)(al->rgt_off / VMDK_SECTOR));
 	al->next = e->allocs;
 	e->allocs = al;
+	if (!al->new_gt)
+		e->gt[al->gd_idx]->pins++;	/* updated in alloc_finish */
 	if (al->buf)
 		alloc_cow(al, old_gte);
 	else

@@ -8,9 +8,10 @@
  * A delta link names its parent with parentFileNameHint; unallocated grains
  * are read from it.
  *
- * Metadata (GD and GTs) is read synchronously at open and kept in memory:
- * 4 bytes per grain, 64 MiB per TiB with 64 KiB grains. Data I/O goes
- * through the loop's aio context. A write to an unallocated grain appends a
+ * The grain directory is read at open and kept in memory; grain tables go
+ * through a bounded LRU cache (vmdk-gt.c, 1024 tables = 2 MiB per extent,
+ * the first ones read and checked at open, the rest read asynchronously
+ * when first needed). Data I/O goes through the loop's aio context. A write to an unallocated grain appends a
  * whole grain (copy-on-write of the rest from the parent or zeros), then
  * writes the GT entry (both copies), then, for a new grain table, the GD
  * entry (both copies): each step starts only when the one before has
@@ -18,7 +19,8 @@
  * at data that is not on disk.
  *
  * This file: reads (flat, sparse, compressed grains), flush and the driver
- * table. Opening is in vmdk-open.c, writes in vmdk-write.c.
+ * table. Opening is in vmdk-open.c, writes in vmdk-write.c, the grain-table
+ * cache in vmdk-gt.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -285,8 +287,19 @@ void vmdk_for_extents(struct td_image *img, struct td_req *req,
 		uint64_t a = req->off > e->start ? req->off : e->start;
 		uint64_t b = end < e->start + e->len ? end : e->start + e->len;
 
-		if (a < b)
-			fn(img, e, req, a, b, &err);
+		if (a >= b)
+			continue;
+		if (e->type == VMDK_EXT_SPARSE) {
+			/* After its grain tables are in memory. */
+			struct td_req *c = vmdk_piece(req, a, b);
+
+			if (!c)
+				err = -ENOMEM;
+			else
+				vmdk_extent_run(img, e, c, fn);
+			continue;
+		}
+		fn(img, e, req, a, b, &err);
 	}
 	td_req_release(req, err);
 }

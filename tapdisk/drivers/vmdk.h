@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * What the three files of the vmdk driver share: vmdk-open.c (descriptor,
+ * What the files of the vmdk driver share: vmdk-open.c (descriptor,
  * extents and metadata at open; backing chains), vmdk.c (reads, flush, the
- * driver table) and vmdk-write.c (writes and grain allocation).
+ * driver table), vmdk-write.c (writes and grain allocation) and vmdk-gt.c
+ * (the grain-table cache).
  */
 #ifndef TAPDISK_DRIVERS_VMDK_H
 #define TAPDISK_DRIVERS_VMDK_H
@@ -15,6 +16,23 @@
 #include "vmdk-format.h"
 
 struct vmdk_alloc;
+struct vmdk_extent;
+struct vmdk_run;
+
+/* One grain table in memory (see vmdk-gt.c). */
+struct vmdk_gt {
+	uint32_t *ent;			/* gtes_per_gt entries, host order */
+	uint32_t idx;			/* its grain directory entry */
+	uint64_t used;			/* LRU clock */
+	unsigned int pins;		/* requests and allocations using it */
+	bool loading;
+	int err;			/* the load failed: requests fail with it */
+	struct vmdk_gt *next;		/* on the extent's resident list */
+	struct vmdk_run *waiters;	/* requests waiting for the load */
+	struct vmdk_extent *ext;
+	uint8_t *raw;
+	struct td_iocb io;
+};
 
 struct vmdk_extent {
 	enum vmdk_ext_type type;
@@ -31,7 +49,10 @@ struct vmdk_extent {
 	uint64_t grain;			/* bytes */
 	uint32_t gt_bytes;		/* one table, rounded up to sectors */
 	uint32_t *gd, *rgd;		/* sectors; rgd NULL if there is none */
-	uint32_t **gt;			/* per GD entry; NULL: not allocated */
+	struct vmdk_gt **gt;		/* per GD entry: the table if in memory */
+	struct vmdk_gt *resident;
+	unsigned int n_resident, max_resident;
+	uint64_t clock;
 	uint64_t eof;			/* bytes the file holds */
 	uint64_t alloc;			/* where the next grain goes */
 	bool compressed, markers, zero_grain;
@@ -64,7 +85,8 @@ struct vmdk_image {
 	 * so that delta links made on it can tell it changed.
 	 */
 	int desc_fd;			/* -1: nothing to rewrite */
-	uint64_t cid_pos;		/* file offset of the CID's 8 hex digits */
+	uint64_t cid_pos;		/* file offset of the CID's hex digits */
+	unsigned int cid_digits;	/* how many there are (1 to 8) */
 	bool cid_written;
 };
 
@@ -84,9 +106,10 @@ static inline uint32_t gte_get(const struct vmdk_extent *e, uint64_t g)
 {
 	uint64_t t = g / e->hdr.gtes_per_gt;
 
+	/* Callers hold the table pinned (vmdk_extent_run), so NULL means unallocated. */
 	if (t >= e->hdr.gd_entries || !e->gt[t])
 		return 0;
-	return e->gt[t][g % e->hdr.gtes_per_gt];
+	return e->gt[t]->ent[g % e->hdr.gtes_per_gt];
 }
 
 static inline enum run_kind gte_kind(const struct vmdk_extent *e, uint32_t gte)
@@ -109,6 +132,19 @@ uint64_t vmdk_sparse_run(const struct vmdk_extent *e, uint64_t a, uint64_t b,
 			 enum run_kind *kind, uint64_t *host);
 void vmdk_for_extents(struct td_image *img, struct td_req *req,
 		      vmdk_extent_fn fn);
+
+/* vmdk-gt.c */
+#define VMDK_GT_CACHE	1024		/* tables in memory per extent (2 MiB) */
+
+int vmdk_gt_check(const struct vmdk_extent *e, const struct vmdk_gt *gt);
+struct vmdk_gt *vmdk_gt_insert(struct vmdk_extent *e, uint32_t idx,
+			       uint32_t *ent);
+void vmdk_gt_free_all(struct vmdk_extent *e);
+void vmdk_gt_unpin(struct vmdk_extent *e, struct vmdk_gt *gt);
+/* Keep at most @tables tables in memory (1 or more); evicts now if needed. */
+void vmdk_gt_set_limit(struct vmdk_extent *e, unsigned int tables);
+void vmdk_extent_run(struct td_image *img, struct vmdk_extent *e,
+		     struct td_req *req, vmdk_extent_fn fn);
 
 /* vmdk-write.c */
 void vmdk_queue_write(struct td_image *img, struct td_req *req);

@@ -51,14 +51,15 @@ static void fuzz_desc(const uint8_t *data, size_t size)
 	struct vmdk_desc d;
 	char why[256] = "";
 	int ret = vmdk_desc_parse((const char *)data, size, &d, why, sizeof(why));
-	long pos = vmdk_desc_cid_pos((const char *)data, size);
+	unsigned int n = 0;
+	long pos = vmdk_desc_cid_pos((const char *)data, size, &n);
 
 	check_desc(&d, ret, why);
 	vmdk_desc_free(&d);
 	if (pos >= 0) {
-		if ((size_t)pos + 8 > size)
+		if (n < 1 || n > 8 || (size_t)pos + n > size)
 			abort();
-		for (int i = 0; i < 8; i++)
+		for (unsigned int i = 0; i < n; i++)
 			if (!isxdigit(data[pos + i]))
 				abort();
 	}

@@ -230,17 +230,24 @@ static void test_header_errors(void **state)
 static void test_cid_pos(void **state)
 {
 	static const char t1[] = "version=1\nparentCID=ffffffff\n  CID = 0000abcd\r\nx=1\n";
+	unsigned int n = 0;
 
 	(void)state;
-	assert_int_equal(vmdk_desc_cid_pos(qemu_desc, sizeof(qemu_desc)),
+	assert_int_equal(vmdk_desc_cid_pos(qemu_desc, sizeof(qemu_desc), &n),
 			 strstr(qemu_desc, "cee9539a") - qemu_desc);
-	assert_int_equal(vmdk_desc_cid_pos(t1, sizeof(t1)), strstr(t1, "0000abcd") - t1);
-	/* Not 8 digits, or only a parentCID: nothing to overwrite in place. */
-	assert_int_equal(vmdk_desc_cid_pos("CID=abc\n", 8), -1);
-	assert_int_equal(vmdk_desc_cid_pos("CID=123456789\n", 14), -1);
-	assert_int_equal(vmdk_desc_cid_pos("parentCID=12345678\n", 19), -1);
-	assert_int_equal(vmdk_desc_cid_pos("CID=1234567", 11), -1);
-	assert_int_equal(vmdk_desc_cid_pos("CID=12345678", 12), 4);
+	assert_int_equal(n, 8);
+	assert_int_equal(vmdk_desc_cid_pos(t1, sizeof(t1), &n), strstr(t1, "0000abcd") - t1);
+	assert_int_equal(n, 8);
+	/* qemu-img writes "%x": fewer digits. */
+	assert_int_equal(vmdk_desc_cid_pos("CID=9af792f\n", 12, &n), 4);
+	assert_int_equal(n, 7);
+	assert_int_equal(vmdk_desc_cid_pos("CID=0", 5, &n), 4);
+	assert_int_equal(n, 1);
+	/* Too long, not hex, or only a parentCID: nothing to overwrite. */
+	assert_int_equal(vmdk_desc_cid_pos("CID=123456789\n", 14, &n), -1);
+	assert_int_equal(vmdk_desc_cid_pos("CID=12x4\n", 9, &n), -1);
+	assert_int_equal(vmdk_desc_cid_pos("CID=\n", 5, &n), -1);
+	assert_int_equal(vmdk_desc_cid_pos("parentCID=12345678\n", 19, &n), -1);
 }
 
 static void test_probe(void **state)

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "aio.h"
+#include "drivers/vmdk.h"	/* the grain-table cache, for its test */
 #include "image.h"
 #include "util.h"
 #include "vmdk-format.h"
@@ -711,6 +712,97 @@ static void test_write_zeroes(void **state)
 	free(zero);
 }
 
+/*
+ * A grain-table cache of two tables under many concurrent reads and writes
+ * spread over 32 tables: tables are loaded, pinned and evicted, and every
+ * byte still comes back right.
+ */
+static void test_gt_cache(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 48, LEN = 100000 };
+	static char bufs[N][LEN], want[LEN];
+	struct vmdk_image *vi;
+	struct iovec iov[N];
+	struct multi m = { 0 };
+	uint64_t offs[N];
+	char raw[300];
+	int rawfd;
+
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk d.vmdk 1G && "
+			    "qemu-io -f vmdk -c 'write -P 0x71 0 64M' -c 'write -P 0x72 500M 100M' "
+			    "-c 'write -P 0x73 1000M 24M' d.vmdk >/dev/null && "
+			    "qemu-img convert -O raw d.vmdk ref.raw", f->dir), 0);
+	assert_int_equal(open_img(f, "d.vmdk", 0), 0);
+	vi = f->img->priv;
+	vmdk_gt_set_limit(&vi->ext[0], 2);
+	assert_int_equal(vi->ext[0].n_resident, 2);
+	snprintf(raw, sizeof(raw), "%s/ref.raw", f->dir);
+	rawfd = open(raw, O_RDWR);
+	srandom(7);
+	for (int i = 0; i < N; i++) {
+		struct td_req *req;
+
+		offs[i] = (uint64_t)random() % (GiB - LEN);
+		fill_pattern(bufs[i], LEN, offs[i], 60 + i);
+		assert_int_equal(pwrite(rawfd, bufs[i], LEN, offs[i]), LEN);
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = LEN;
+		req = td_req_new(TD_OP_WRITE, offs[i], LEN, &iov[i], 1, multi_done, &m);
+		td_image_submit(f->img, req);
+	}
+	run_until_count(f->loop, &m.done, N);
+	assert_int_equal(m.err, 0);
+	assert_true(vi->ext[0].n_resident <= 2);
+	/* Reads at once, each checked against the reference. */
+	memset(&m, 0, sizeof(m));
+	for (int i = 0; i < N; i++) {
+		struct td_req *req;
+
+		offs[i] = (uint64_t)random() % (GiB - LEN);
+		req = td_req_new(TD_OP_READ, offs[i], LEN, &iov[i], 1, multi_done, &m);
+		td_image_submit(f->img, req);
+	}
+	run_until_count(f->loop, &m.done, N);
+	assert_int_equal(m.err, 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(pread(rawfd, want, LEN, offs[i]), LEN);
+		if (memcmp(want, bufs[i], LEN))
+			fail_msg("read %d at %llu differs", i, (unsigned long long)offs[i]);
+	}
+	close(rawfd);
+	assert_true(vi->ext[0].n_resident <= 2);
+	td_image_close(f->img);
+	f->img = NULL;
+	assert_int_equal(sh("cd %s && qemu-img check -q d.vmdk && "
+			    "qemu-img compare -q -F raw d.vmdk ref.raw", f->dir), 0);
+}
+
+/* A corrupt table beyond those read at open fails the I/O that needs it. */
+static void test_gt_corrupt_lazy(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t hdr[512], gd[4], gte[4];
+	char buf[4096];
+	int fd;
+
+	/* 40 GiB: 1280 tables, more than the cache reads at open. */
+	assert_int_equal(sh("cd %s && qemu-img create -q -f vmdk d.vmdk 40G && "
+			    "qemu-io -f vmdk -c 'write -P 0x11 39G 64k' d.vmdk >/dev/null",
+			    f->dir), 0);
+	fd = open(in_dir(f, "d.vmdk"), O_RDWR);
+	assert_int_equal(pread(fd, hdr, 512, 0), 512);
+	assert_int_equal(pread(fd, gd, 4, vmdk_le64(hdr + 56) * 512 + 4 * 1100), 4);
+	vmdk_put_le32(gte, 0x7fffffff);
+	assert_int_equal(pwrite(fd, gte, 4, (uint64_t)vmdk_le32(gd) * 512 + 4 * 5), 4);
+	close(fd);
+	assert_int_equal(open_img(f, "d.vmdk", TD_OPEN_RDONLY), 0);
+	assert_int_equal(do_io(f, TD_OP_READ, 1100ull * 32 * MiB, 4096, buf), -EIO);
+	assert_int_equal(do_io(f, TD_OP_READ, 39 * GiB, 4096, buf), 0);
+	assert_int_equal((unsigned char)buf[0], 0x11);
+	assert_int_equal(do_io(f, TD_OP_READ, 0, 4096, buf), 0);
+}
+
 /* ---- corrupt images ---- */
 
 static void patch(struct fixture *f, const char *name, uint64_t off,
@@ -851,6 +943,8 @@ int main(void)
 		T(test_new_grain_table),
 		T(test_grain_past_eof),
 		T(test_write_zeroes),
+		T(test_gt_cache),
+		T(test_gt_corrupt_lazy),
 		T(test_corrupt_magic),
 		T(test_corrupt_grain_size),
 		T(test_corrupt_gd_past_eof),
