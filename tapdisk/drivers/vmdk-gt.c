@@ -48,6 +48,17 @@ int vmdk_gt_check(const struct vmdk_extent *e, const struct vmdk_gt *gt)
 	return 0;
 }
 
+static void drop(struct vmdk_extent *e, struct vmdk_gt **pp)
+{
+	struct vmdk_gt *gt = *pp;
+
+	*pp = gt->next;
+	e->gt[gt->idx] = NULL;
+	e->n_resident--;
+	free(gt->ent);
+	free(gt);
+}
+
 /* Evict least recently used tables nobody uses until at most @keep remain. */
 static void evict(struct vmdk_extent *e, unsigned int keep)
 {
@@ -60,13 +71,7 @@ static void evict(struct vmdk_extent *e, unsigned int keep)
 				victim = pp;
 		if (!victim)
 			return;		/* everything is in use: go over the limit */
-		struct vmdk_gt *gt = *victim;
-
-		*victim = gt->next;
-		e->gt[gt->idx] = NULL;
-		e->n_resident--;
-		free(gt->ent);
-		free(gt);
+		drop(e, victim);
 	}
 }
 
@@ -89,10 +94,24 @@ struct vmdk_gt *vmdk_gt_insert(struct vmdk_extent *e, uint32_t idx,
 	return gt;
 }
 
-/* Over the limit because tables were in use: trim once they are not. */
+/*
+ * Over the limit because tables were in use: trim once they are not. A
+ * table whose load failed goes, so that the next request reads it again.
+ */
 void vmdk_gt_unpin(struct vmdk_extent *e, struct vmdk_gt *gt)
 {
-	if (--gt->pins == 0 && e->n_resident > e->max_resident)
+	if (--gt->pins)
+		return;
+	if (gt->err) {
+		/* A table that failed to load is read again next time. */
+		struct vmdk_gt **pp = &e->resident;
+
+		while (*pp != gt)
+			pp = &(*pp)->next;
+		drop(e, pp);
+		return;
+	}
+	if (e->n_resident > e->max_resident)
 		evict(e, e->max_resident);
 }
 

@@ -798,6 +798,8 @@ static void test_gt_corrupt_lazy(void **state)
 	close(fd);
 	assert_int_equal(open_img(f, "d.vmdk", TD_OPEN_RDONLY), 0);
 	assert_int_equal(do_io(f, TD_OP_READ, 1100ull * 32 * MiB, 4096, buf), -EIO);
+	/* The bad table is not kept: it is read (and refused) again. */
+	assert_int_equal(do_io(f, TD_OP_READ, 1100ull * 32 * MiB + 8 * MiB, 4096, buf), -EIO);
 	assert_int_equal(do_io(f, TD_OP_READ, 39 * GiB, 4096, buf), 0);
 	assert_int_equal((unsigned char)buf[0], 0x11);
 	assert_int_equal(do_io(f, TD_OP_READ, 0, 4096, buf), 0);
