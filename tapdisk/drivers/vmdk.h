@@ -134,7 +134,9 @@ void vmdk_for_extents(struct td_image *img, struct td_req *req,
 		      vmdk_extent_fn fn);
 
 /* vmdk-gt.c */
+#ifndef VMDK_GT_CACHE	/* a tiny cache (-DVMDK_GT_CACHE=2) stresses the loading paths */
 #define VMDK_GT_CACHE	1024		/* tables in memory per extent (2 MiB) */
+#endif
 
 int vmdk_gt_check(const struct vmdk_extent *e, const struct vmdk_gt *gt);
 struct vmdk_gt *vmdk_gt_insert(struct vmdk_extent *e, uint32_t idx,
