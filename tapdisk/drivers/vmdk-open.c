@@ -280,7 +280,7 @@ void vmdk_close(struct td_image *img)
 {
 	struct vmdk_image *vi = img->priv;
 
-	for (unsigned int i = 0; i < vi->n_ext; i++)
+	for (unsigned int i = 0; vi->ext && i < vi->n_ext; i++)
 		free_extent(&vi->ext[i]);
 	free(vi->ext);
 	free(vi->dir);
