@@ -49,6 +49,7 @@ struct blktap_slot {
 	u16 nr_segs;
 	bool packed;			/* too many bvecs: data copied, packed */
 	bool has_zc;			/* some window page maps a request page */
+	blk_status_t status;		/* of the answer, for the completion */
 	u8 map[BLKTAP_MAX_SEGS];	/* enum blktap_map per window page */
 	u8 bounced[BLKTAP_MAX_SEGS];	/* segment i was copied */
 	struct page *bounce[BLKTAP_MAX_SEGS];
@@ -112,6 +113,7 @@ int blktap_ring_consume(struct blktap *tap, struct vm_area_struct *vma);
 int blktap_ring_publish(struct blktap *tap, struct vm_area_struct *vma);
 void blktap_slot_finish(struct blktap *tap, struct vm_area_struct *vma,
 			struct blktap_slot *slot, blk_status_t status);
+void blktap_complete_rq(struct request *rq);
 void blktap_slots_free_bounce(struct blktap *tap);
 
 /* device.c */

@@ -66,6 +66,7 @@ static enum blk_eh_timer_return blktap_timeout(struct request *rq)
 
 static const struct blk_mq_ops blktap_mq_ops = {
 	.queue_rq	= blktap_queue_rq,
+	.complete	= blktap_complete_rq,
 	.timeout	= blktap_timeout,
 };
 

@@ -216,6 +216,41 @@ static void blktap_unmap_data(struct vm_area_struct *vma,
 	slot->has_zc = false;
 }
 
+/* Give the slot back and end its request, from any context. */
+static void blktap_slot_end(struct blktap *tap, struct blktap_slot *slot)
+{
+	struct request *rq = slot->rq;
+	blk_status_t status = slot->status;
+	unsigned long flags;
+
+	spin_lock_irqsave(&tap->slock, flags);
+	slot->rq = NULL;
+	slot->state = BLKTAP_SLOT_FREE;
+	spin_unlock_irqrestore(&tap->slock, flags);
+	blk_mq_end_request(rq, status);
+}
+
+/*
+ * blk-mq's completion, on the CPU that submitted the request: copying read
+ * data back there keeps it off tapdisk's one thread.
+ */
+void blktap_complete_rq(struct request *rq)
+{
+	struct blktap *tap = rq->q->queuedata;
+	struct blktap_slot *slot = &tap->slots[rq->tag];
+	struct req_iterator iter;
+	struct bio_vec bv;
+	u32 i = 0, pos = 0;
+
+	rq_for_each_segment(bv, rq, iter) {
+		if (slot->packed || slot->bounced[i])
+			blktap_copy_bvec(slot, &bv, i, pos, false);
+		pos += bv.bv_len;
+		i++;
+	}
+	blktap_slot_end(tap, slot);
+}
+
 /*
  * End the request of a busy slot. @vma: the attached mapping (mmap_lock
  * held) or NULL when detached, when nothing is mapped.
@@ -223,26 +258,12 @@ static void blktap_unmap_data(struct vm_area_struct *vma,
 void blktap_slot_finish(struct blktap *tap, struct vm_area_struct *vma,
 			struct blktap_slot *slot, blk_status_t status)
 {
-	struct request *rq = slot->rq;
-	struct req_iterator iter;
-	struct bio_vec bv;
-	u32 i = 0, pos = 0;
-
 	blktap_unmap_data(vma, slot);
-	if (status == BLK_STS_OK && req_op(rq) == REQ_OP_READ) {
-		rq_for_each_segment(bv, rq, iter) {
-			if (slot->packed || slot->bounced[i])
-				blktap_copy_bvec(slot, &bv, i, pos, false);
-			pos += bv.bv_len;
-			i++;
-		}
-	}
-
-	spin_lock_irq(&tap->slock);
-	slot->rq = NULL;
-	slot->state = BLKTAP_SLOT_FREE;
-	spin_unlock_irq(&tap->slock);
-	blk_mq_end_request(rq, status);
+	slot->status = status;
+	if (status == BLK_STS_OK && req_op(slot->rq) == REQ_OP_READ)
+		blk_mq_complete_request(slot->rq);	/* blktap_complete_rq */
+	else
+		blktap_slot_end(tap, slot);
 }
 
 static int blktap_fill_request(struct blktap *tap, struct vm_area_struct *vma,
