@@ -52,6 +52,7 @@ struct blktap_slot {
 	blk_status_t status;		/* of the answer, for the completion */
 	u8 map[BLKTAP_MAX_SEGS];	/* enum blktap_map per window page */
 	u8 bounced[BLKTAP_MAX_SEGS];	/* segment i was copied */
+	u8 precopied[BLKTAP_MAX_SEGS];	/* copied in queue_rq already */
 	struct page *bounce[BLKTAP_MAX_SEGS];
 };
 
@@ -114,6 +115,8 @@ int blktap_ring_publish(struct blktap *tap, struct vm_area_struct *vma);
 void blktap_slot_finish(struct blktap *tap, struct vm_area_struct *vma,
 			struct blktap_slot *slot, blk_status_t status);
 void blktap_complete_rq(struct request *rq);
+void blktap_precopy(struct blktap *tap, struct blktap_slot *slot,
+		    struct request *rq);
 void blktap_slots_free_bounce(struct blktap *tap);
 
 /* device.c */

@@ -37,6 +37,8 @@ static blk_status_t blktap_queue_rq(struct blk_mq_hw_ctx *hctx,
 	}
 	if (WARN_ON_ONCE(rq->tag < 0 || rq->tag >= BLKTAP_RING_SLOTS))
 		return BLK_STS_IOERR;
+	slot = &tap->slots[rq->tag];
+	blktap_precopy(tap, slot, rq);
 
 	spin_lock_irqsave(&tap->slock, flags);
 	if (tap->dying || tap->failfast) {
@@ -44,7 +46,6 @@ static blk_status_t blktap_queue_rq(struct blk_mq_hw_ctx *hctx,
 		return BLK_STS_IOERR;
 	}
 	blk_mq_start_request(rq);
-	slot = &tap->slots[rq->tag];
 	WARN_ON_ONCE(slot->state != BLKTAP_SLOT_FREE);
 	slot->rq = rq;
 	slot->state = BLKTAP_SLOT_PENDING;

@@ -67,6 +67,20 @@ static int blktap_get_bounce(struct blktap_slot *slot, u32 i)
 	return 0;
 }
 
+/*
+ * Only page-cache pages under writeback are mapped: writeback pins them in
+ * their mapping until we complete, after the zap, so truncation and reclaim
+ * never meet a page that is still mapped here (our VMA is not in the
+ * page's rmap). Anonymous pages (O_DIRECT from a process) cannot be
+ * inserted at all; pages of a file mmap'd by an O_DIRECT writer could be
+ * truncated under us.
+ */
+static bool blktap_zc_candidate(struct page *page)
+{
+	return PageWriteback(page) && !PageAnon(page) && !PageSlab(page) &&
+	       !PageReserved(page);
+}
+
 /* Insert @page read-only at window page @i; false if it must be copied. */
 static bool blktap_map_zc(struct vm_area_struct *vma, struct blktap_slot *slot,
 			  u32 i, struct page *page)
@@ -74,16 +88,7 @@ static bool blktap_map_zc(struct vm_area_struct *vma, struct blktap_slot *slot,
 	unsigned long addr = blktap_slot_addr(vma, slot, i);
 	int err;
 
-	/*
-	 * Only page-cache pages under writeback: writeback pins them in their
-	 * mapping until we complete, after the zap, so truncation and reclaim
-	 * never meet a page that is still mapped here (our VMA is not in the
-	 * page's rmap). Anonymous pages (O_DIRECT from a process) cannot be
-	 * inserted at all; pages of a file mmap'd by an O_DIRECT writer could
-	 * be truncated under us.
-	 */
-	if (!PageWriteback(page) || PageAnon(page) || PageSlab(page) ||
-	    PageReserved(page))
+	if (!blktap_zc_candidate(page))
 		return false;
 	if (slot->map[i] != BLKTAP_MAP_NONE) {
 		blktap_zap_range(vma, addr, PAGE_SIZE);
@@ -183,7 +188,7 @@ static int blktap_map_data(struct blktap *tap, struct vm_area_struct *vma,
 		req->seg[i].page = i;
 		req->seg[i].offset = bv.bv_offset;
 		req->seg[i].length = bv.bv_len;
-		slot->bounced[i] = !zc || !write ||
+		slot->bounced[i] = slot->precopied[i] || !zc || !write ||
 				   !blktap_map_zc(vma, slot, i, bv.bv_page);
 		if (slot->bounced[i]) {
 			err = blktap_get_bounce(slot, i);
@@ -192,7 +197,7 @@ static int blktap_map_data(struct blktap *tap, struct vm_area_struct *vma,
 			err = blktap_map_bounce(vma, slot, i);
 			if (err)
 				return err;
-			if (write)
+			if (write && !slot->precopied[i])
 				blktap_copy_bvec(slot, &bv, i, 0, true);
 			atomic64_inc(&tap->stats.pages_copied);
 		} else {
@@ -214,6 +219,37 @@ static void blktap_unmap_data(struct vm_area_struct *vma,
 				 BLKTAP_SLOT_SIZE);
 	memset(slot->map, BLKTAP_MAP_NONE, sizeof(slot->map));
 	slot->has_zc = false;
+}
+
+/*
+ * From queue_rq, on the submitting CPU: copy what a write will need copied
+ * into the slot's bounce pages that exist already, so that tapdisk's KICK
+ * only maps them. The slot is ours: its tag is this request's.
+ */
+void blktap_precopy(struct blktap *tap, struct blktap_slot *slot,
+		    struct request *rq)
+{
+	bool zc = READ_ONCE(tap->zerocopy);
+	struct req_iterator iter;
+	struct bio_vec bv;
+	u32 i = 0;
+
+	memset(slot->precopied, 0, sizeof(slot->precopied));
+	if (req_op(rq) != REQ_OP_WRITE)
+		return;
+	slot->packed = false;
+	rq_for_each_segment(bv, rq, iter) {
+		if (i == BLKTAP_MAX_SEGS) {
+			/* packed: publishing copies it all */
+			memset(slot->precopied, 0, sizeof(slot->precopied));
+			return;
+		}
+		if (slot->bounce[i] && !(zc && blktap_zc_candidate(bv.bv_page))) {
+			blktap_copy_bvec(slot, &bv, i, 0, true);
+			slot->precopied[i] = true;
+		}
+		i++;
+	}
 }
 
 /* Give the slot back and end its request, from any context. */

@@ -53,6 +53,8 @@ static void blktap_vma_close(struct vm_area_struct *vma)
 		slot->has_zc = false;
 		if (slot->state != BLKTAP_SLOT_PUBLISHED)
 			continue;
+		/* copy again: the bounce pages were the dead tapdisk's to touch */
+		memset(slot->precopied, 0, sizeof(slot->precopied));
 		slot->state = BLKTAP_SLOT_PENDING;
 		list_add(&slot->node, &tap->pending);
 		atomic64_inc(&tap->stats.requeued);
