@@ -390,6 +390,8 @@ struct qcow_l2 *qcow_l2c_get(struct qcow_l2c *c, uint64_t off, bool *hit)
 	t->ready = false;
 	t->orphan = false;
 	t->waiters = NULL;
+	t->dirty = t->held = t->l1_new = false;
+	t->l1i = 0;
 	t->stamp = ++c->clock;
 	return t;
 }

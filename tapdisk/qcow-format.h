@@ -194,6 +194,11 @@ struct qcow_l2 {
 	bool orphan;		/* dropped from the cache, freed at the last unpin */
 	uint64_t stamp;		/* last use, for LRU */
 	void *waiters;		/* owner's list of users waiting for the load */
+	/* for the owner; a new or reused table has them clear */
+	bool dirty;		/* changed in memory since it was last written */
+	bool held;		/* pinned by the owner until written back */
+	bool l1_new;		/* new table: its L1 entry is not on disk yet */
+	uint64_t l1i;		/* with l1_new: its L1 index */
 	struct qcow_l2 *next;
 };
 

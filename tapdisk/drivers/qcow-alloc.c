@@ -1,80 +1,27 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * qcow driver, allocation: writes to unallocated or compressed clusters get
- * new clusters at the end of the file, partial clusters filled from the
- * parent or the old compressed data first (copy-on-write). The order on
- * disk is data, then (after an fdatasync shared by every allocation in
- * flight) the L2 entries, and for a new L2 table: data and table,
- * fdatasync, then the L1 entry. Discards write zero entries.
+ * new clusters at the end of the file (and a new L2 table there when
+ * theirs has none yet), partial clusters filled from the parent or the old
+ * compressed data first (copy-on-write). Once the data is written the
+ * table in memory points at it and is left dirty: qcow-meta.c writes it
+ * back after an fdatasync of the data, at the next flush or when too many
+ * tables are dirty, so a write costs no metadata I/O of its own.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blktap/log.h"
 #include "qcow.h"
-
-/* ---- the fdatasync that orders data before the metadata pointing to it ---- */
-
-static void alloc_meta(struct qalloc *a);
-static void alloc_finish(struct qalloc *a, int err);
-
-static void barrier_kick(struct qcow_image *s);
-
-static void barrier_done(struct td_iocb *io, long res)
-{
-	struct qcow_image *s = io->arg;
-	struct qalloc *a = s->bar_batch;
-
-	if (res == -EINVAL) /* no asynchronous fdsync here: do it now */
-		res = fdatasync(s->fd) < 0 ? -errno : 0;
-	if (res < 0)
-		td_log_err("%s: fdatasync: %s", s->img->name, strerror(-res));
-	s->bar_batch = NULL;
-	s->bar_running = false;
-	while (a) {
-		struct qalloc *next = a->next;
-
-		if (res < 0)
-			alloc_finish(a, (int)res);
-		else
-			alloc_meta(a);
-		a = next;
-	}
-	barrier_kick(s);
-}
-
-static void barrier_kick(struct qcow_image *s)
-{
-	if (s->bar_running || !s->bar_wait)
-		return;
-	s->bar_batch = s->bar_wait;
-	s->bar_wait = NULL;
-	s->bar_tail = &s->bar_wait;
-	s->bar_running = true;
-	td_iocb_prep(&s->bar_io, TD_AIO_FDSYNC, s->fd, NULL, 0, 0, 0,
-		     barrier_done, s);
-	td_aio_queue(s->img->ctx->aio, &s->bar_io);
-}
-
-static void barrier_enqueue(struct qcow_image *s, struct qalloc *a)
-{
-	a->next = NULL;
-	*s->bar_tail = a;
-	s->bar_tail = &a->next;
-	barrier_kick(s);
-}
 
 /* ---- allocation ---- */
 
 static void alloc_free(struct qalloc *a)
 {
-	free(a->newl2);
 	free(a->part[0]);
 	if (a->part[1] != a->part[0])
 		free(a->part[1]);
-	free(a->ebuf);
 	free(a->iov);
 	free(a);
 }
@@ -91,62 +38,36 @@ static void alloc_finish(struct qalloc *a, int err)
 		qcow_l2c_put(&s->l2c, a->t);
 	qcow_busy_del(s, &a->busy);
 	alloc_free(a);
-	td_req_complete(w, err);
+	/* Too many dirty tables: this write waits for their writeback. */
+	if (!err && qcow_meta_over(s))
+		qcow_meta_wait(img, w);
+	else
+		td_req_complete(w, err);
 }
 
-static void meta_done(struct td_iocb *io, long res)
-{
-	struct qalloc *a = io->arg;
-	struct td_image *img = a->img;
-	struct qcow_image *s = QI(img);
-	uint64_t cs = s->h.cluster_size;
-
-	if (res < 0) {
-		td_log_err("%s: writing %s for guest offset %llu: %s", img->name,
-			   a->newl2 ? "the L1 entry" : "L2 entries",
-			   ULL(a->c0 * cs), strerror(-res));
-		alloc_finish(a, (int)res);
-		return;
-	}
-	if (a->newl2) {
-		struct qcow_l2 *t;
-		bool hit;
-
-		s->l1[a->l1i] = a->l2off;
-		t = qcow_l2c_get(&s->l2c, a->l2off, &hit);
-		if (t) {
-			for (uint64_t i = 0; i < s->h.l2_entries; i++)
-				t->tab[i] = qcow_be64(a->newl2 + i * 8);
-			t->ready = true;
-			qcow_l2c_put(&s->l2c, t);
-		}
-	} else {
-		uint64_t idx = a->c0 & (s->h.l2_entries - 1);
-
-		for (uint64_t k = 0; k < a->n; k++)
-			a->t->tab[idx + k] = qcow_be64(a->ebuf + k * 8);
-	}
-	alloc_finish(a, 0);
-}
-
-/* After the barrier: point the metadata at the new data. */
-static void alloc_meta(struct qalloc *a)
+/*
+ * The data is written: point the table in memory at it and leave the table
+ * dirty for the next writeback (qcow-meta.c), which puts it on disk after
+ * an fdatasync of the data. A new table gets its L1 entry in memory now;
+ * on disk after the table.
+ */
+static void alloc_commit(struct qalloc *a)
 {
 	struct qcow_image *s = QI(a->img);
-	const struct qcow_header *h = &s->h;
+	uint64_t cs = s->h.cluster_size, idx = a->c0 & (s->h.l2_entries - 1);
+	struct qcow_l2 *t = a->t;
 
-	if (a->newl2) {
-		/* The entries are in the new table already; ebuf has >= 8 bytes. */
-		qcow_l1_encode(h, a->ebuf, a->l2off);
-		td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, 8,
-				 h->l1_off + a->l1i * 8, 0, meta_done, a);
-	} else {
-		uint64_t idx = a->c0 & (h->l2_entries - 1);
-
-		td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, a->n * 8,
-				 a->t->off + idx * 8, 0, meta_done, a);
+	if (a->newt) {
+		memset(t->tab, 0, s->h.l2_entries * sizeof(*t->tab));
+		t->ready = true;
+		t->l1_new = true;
+		t->l1i = a->l1i;
+		s->l1[a->l1i] = a->l2off;
 	}
-	td_aio_queue(a->img->ctx->aio, &a->io[0]);
+	for (uint64_t k = 0; k < a->n; k++)
+		t->tab[idx + k] = a->phys + k * cs;
+	qcow_meta_dirty(s, t);
+	alloc_finish(a, 0);
 }
 
 static void data_done(struct td_iocb *io, long res)
@@ -163,7 +84,7 @@ static void data_done(struct td_iocb *io, long res)
 	if (a->err)
 		alloc_finish(a, a->err);
 	else
-		barrier_enqueue(QI(a->img), a);
+		alloc_commit(a);
 }
 
 /* Is guest cluster @c only partly covered by the write? */
@@ -234,16 +155,10 @@ static void alloc_write(struct qalloc *a)
 		a->iov[n].iov_base = a->part[1];
 		a->iov[n++].iov_len = cs;
 	}
-	a->pending = a->newl2 ? 2 : 1;
-	td_iocb_prep(&a->io[0], TD_AIO_WRITE, s->fd, a->iov, n, a->phys, 0,
+	a->pending = 1;
+	td_iocb_prep(&a->io, TD_AIO_WRITE, s->fd, a->iov, n, a->phys, 0,
 		     data_done, a);
-	td_aio_queue(a->img->ctx->aio, &a->io[0]);
-	if (a->newl2) {
-		/* The table is unreferenced until the L1 entry: write it now. */
-		td_iocb_prep_buf(&a->io[1], TD_AIO_WRITE, s->fd, a->newl2,
-				 s->h.l2_bytes, a->l2off, 0, data_done, a);
-		td_aio_queue(a->img->ctx->aio, &a->io[1]);
-	}
+	td_aio_queue(a->img->ctx->aio, &a->io);
 }
 
 /* Base data for a partial cluster: parent image or old compressed data. */
@@ -348,29 +263,25 @@ void qcow_alloc_start(struct td_image *img, struct td_req *w, uint64_t c0,
 	a->n = n;
 	a->t = t;
 	a->l1i = l1i;
-	/* A new table: every cluster it will map waits for its L1 entry. */
+	/* A new table: every cluster it will map waits for it to be ready. */
 	if (t)
 		qcow_busy_add(s, &a->busy, c0, c0 + n - 1);
 	else
 		qcow_busy_add(s, &a->busy, l1i * h->l2_entries,
 			      (l1i + 1) * h->l2_entries - 1);
-	a->ebuf = malloc(n * 8);
-	if (!a->ebuf)
-		goto fail_a;
 	if (!t) {
-		a->newl2 = calloc(1, h->l2_bytes);
-		if (!a->newl2)
-			goto fail_a;
+		bool hit;
+
 		a->l2off = s->end;
+		/* Not ready, so never evicted; filled in by alloc_commit(). */
+		a->t = qcow_l2c_get(&s->l2c, a->l2off, &hit);
+		if (!a->t)
+			goto fail_a;
+		a->newt = true;
 		s->end += (h->l2_bytes + cs - 1) / cs * cs;
 	}
 	a->phys = s->end;
 	s->end += n * cs;
-	for (uint64_t k = 0; k < n; k++) {
-		qcow_put_be64(a->ebuf + k * 8, a->phys + k * cs);
-		if (a->newl2)
-			qcow_put_be64(a->newl2 + (idx + k) * 8, a->phys + k * cs);
-	}
 	a->old[0] = t ? t->tab[idx] : 0;
 	a->old[1] = t ? t->tab[idx + n - 1] : 0;
 	/* Hold off the write until every base load has been issued. */
@@ -409,30 +320,4 @@ fail:
 	if (t)
 		qcow_l2c_put(&s->l2c, t);
 	td_image_complete_later(img, w, err);
-}
-
-/* Discard: set the entries of whole clusters [c0, c0 + n) to 0. */
-void qcow_discard_start(struct td_image *img, struct td_req *d, uint64_t c0,
-			uint64_t n, struct qcow_l2 *t)
-{
-	struct qcow_image *s = QI(img);
-	uint64_t idx = c0 & (s->h.l2_entries - 1);
-	struct qalloc *a = calloc(1, sizeof(*a));
-
-	if (!a || !(a->ebuf = calloc(n, 8))) {
-		free(a);
-		qcow_l2c_put(&s->l2c, t);
-		td_image_complete_later(img, d, -ENOMEM);
-		return;
-	}
-	a->img = img;
-	a->w = d;
-	a->discard = true;
-	a->c0 = c0;
-	a->n = n;
-	a->t = t;
-	qcow_busy_add(s, &a->busy, c0, c0 + n - 1);
-	td_iocb_prep_buf(&a->io[0], TD_AIO_WRITE, s->fd, a->ebuf, n * 8,
-			 t->off + idx * 8, 0, meta_done, a);
-	td_aio_queue(img->ctx->aio, &a->io[0]);
 }

@@ -183,7 +183,11 @@ static void piece_end(struct qpiece *p, int err)
 	td_req_release(req, err);
 }
 
-/* Discard: runs of whole clusters with entries go to qcow_discard_start(). */
+/*
+ * Discard: the entries of whole clusters become 0 in the table in memory;
+ * the table is written back with the others (a discard that is not
+ * followed by a flush may be lost in a crash, like a write).
+ */
 static int piece_discard(struct qpiece *p, struct qcow_l2 *t)
 {
 	struct td_image *img = p->img;
@@ -194,26 +198,16 @@ static int piece_discard(struct qpiece *p, struct qcow_l2 *t)
 	/* The last cluster may reach past the virtual size: it is whole. */
 	uint64_t c = (off + cs - 1) / cs;
 	uint64_t c_end = end == img->size ? (end + cs - 1) / cs : end / cs;
+	bool changed = false;
 
-	while (c < c_end) {
-		uint64_t c1 = c, lo, hi;
-		struct td_req *child;
-
-		if (!t->tab[c & mask]) {
-			c++;
-			continue;
+	for (; c < c_end; c++) {
+		if (t->tab[c & mask]) {
+			t->tab[c & mask] = 0;
+			changed = true;
 		}
-		while (c1 < c_end && t->tab[c1 & mask])
-			c1++;
-		lo = c * cs;
-		hi = c1 * cs < end ? c1 * cs : end;
-		child = td_req_slice(req, lo - req->off, hi - lo);
-		if (!child)
-			return -ENOMEM;
-		t->refs++;
-		qcow_discard_start(img, child, c, c1 - c, t);
-		c = c1;
 	}
+	if (changed)
+		qcow_meta_dirty(s, t);
 	return 0;
 }
 

@@ -19,31 +19,10 @@
 #include "qcow.h"
 
 
-static void flush_done(struct td_iocb *io, long res)
-{
-	struct qio *q = (struct qio *)io;
-
-	if (res == -EINVAL)
-		res = fdatasync(io->iocb.aio_fildes) < 0 ? -errno : 0;
-	if (res < 0)
-		td_log_err("%s: fdatasync: %s", q->img->name, strerror(-res));
-	td_req_complete(q->req, res < 0 ? (int)res : 0);
-	free(q);
-}
-
+/* Data and the metadata pointing to it: see qcow-meta.c. */
 static void qcow_flush(struct td_image *img, struct td_req *req)
 {
-	struct qio *q = calloc(1, sizeof(*q));
-
-	if (!q) {
-		td_image_complete_later(img, req, -ENOMEM);
-		return;
-	}
-	q->img = img;
-	q->req = req;
-	td_iocb_prep(&q->io, TD_AIO_FDSYNC, QI(img)->fd, NULL, 0, 0, 0,
-		     flush_done, q);
-	td_aio_queue(img->ctx->aio, &q->io);
+	qcow_meta_wait(img, req);
 }
 
 /* ---- open, close, chains ---- */
@@ -123,7 +102,6 @@ static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 	int err;
 
 	s->img = img;
-	s->bar_tail = &s->bar_wait;
 	s->fd = open(path, ((flags & TD_OPEN_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (s->fd < 0) {
 		err = -errno;
@@ -147,6 +125,7 @@ static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 	max = L2_CACHE_BYTES / s->h.l2_bytes;
 	qcow_l2c_init(&s->l2c, max < L2_CACHE_MIN ? L2_CACHE_MIN : max,
 		      s->h.l2_entries);
+	qcow_meta_init(s);
 	/* As QEMU does: whole sectors only. */
 	img->size = s->h.size & ~511ull;
 	img->sector_size = 512;
@@ -167,6 +146,10 @@ static void qcow_close(struct td_image *img)
 {
 	struct qcow_image *s = img->priv;
 
+	if (s->wb)
+		td_log_err("%s: closed during a metadata writeback", img->name);
+	else
+		qcow_meta_sync(img);	/* logs what failed */
 	qcow_l2c_destroy(&s->l2c);
 	free(s->zc_buf);
 	free(s->l1);

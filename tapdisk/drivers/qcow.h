@@ -6,8 +6,9 @@
  *   qcow.c        the driver table: open, close, flush, backing chains
  *   qcow-io.c     requests cut into pieces per L2 table, L2 loads, busy
  *                 clusters, plain and compressed cluster I/O
- *   qcow-alloc.c  cluster and L2 table allocation, copy-on-write fill,
- *                 discard, the fdatasync that orders data before metadata
+ *   qcow-alloc.c  cluster and L2 table allocation, copy-on-write fill
+ *   qcow-meta.c   dirty L2 tables written back at flush (or when too many
+ *                 are dirty) in the order data, L2 tables, L1 entries
  */
 #ifndef TAPDISK_DRIVERS_QCOW_H
 #define TAPDISK_DRIVERS_QCOW_H
@@ -29,7 +30,13 @@
 #define ULL(x)		((unsigned long long)(x))
 
 struct qpiece;
-struct qalloc;
+struct qwb;
+
+/* A request waiting for a metadata writeback to finish. */
+struct qwait {
+	struct td_req *req;
+	struct qwait *next;
+};
 
 /* Clusters [first, last] being allocated or discarded. */
 struct qbusy {
@@ -46,10 +53,11 @@ struct qcow_image {
 	struct qcow_l2c l2c;
 	char *backing;			/* resolved path, or NULL */
 	struct qbusy *busy;
-	/* allocations waiting for the next fdatasync, and the one running */
-	struct qalloc *bar_wait, **bar_tail, *bar_batch;
-	bool bar_running;
-	struct td_iocb bar_io;
+	/* dirty L2 tables and their writeback (qcow-meta.c) */
+	unsigned int ndirty;		/* tables changed since their last write */
+	unsigned int dirty_max;		/* past this, writes wait for a writeback */
+	struct qwb *wb;			/* the writeback running, or NULL */
+	struct qwait *wb_next, **wb_next_tail;	/* waiting for the next one */
 	struct td_image *img;
 	/* the last compressed cluster inflated */
 	uint64_t zc_off;
@@ -75,24 +83,21 @@ struct qio {
 	uint8_t *buf;
 };
 
-/* An allocation (or a discard: no data, entries set to 0). */
+/* An allocation. */
 struct qalloc {
 	struct td_image *img;
 	struct td_req *w;		/* the write (child of the request) */
-	bool discard;
 	uint64_t c0, n;			/* guest clusters */
 	uint64_t phys;			/* new data clusters */
-	struct qcow_l2 *t;		/* existing L2 table, pinned */
+	struct qcow_l2 *t;		/* their L2 table, pinned */
+	bool newt;			/* @t is new, at @l2off for L1 index @l1i */
 	uint64_t l1i, l2off;
-	uint8_t *newl2;			/* new L2 table as stored */
 	uint8_t *part[2];		/* partial head/tail cluster buffers */
 	uint64_t old[2];		/* their old entries */
-	uint8_t *ebuf;			/* entries to write */
 	struct iovec *iov;
 	int pending, err;
 	struct qbusy busy;
-	struct td_iocb io[2];
-	struct qalloc *next;		/* barrier list */
+	struct td_iocb io;
 };
 
 static inline struct qcow_image *QI(struct td_image *img)
@@ -118,8 +123,24 @@ int qcow_inflate_into(struct td_image *img, const uint8_t *in, size_t len,
  */
 void qcow_alloc_start(struct td_image *img, struct td_req *w, uint64_t c0,
 		      uint64_t n, struct qcow_l2 *t, uint64_t l1i);
-/* Discard: set the entries of whole clusters [c0, c0 + n) of @t to 0. */
-void qcow_discard_start(struct td_image *img, struct td_req *d, uint64_t c0,
-			uint64_t n, struct qcow_l2 *t);
+
+/* qcow-meta.c */
+void qcow_meta_init(struct qcow_image *s);
+/* @t (ready, pinned by the caller) was changed in memory. */
+void qcow_meta_dirty(struct qcow_image *s, struct qcow_l2 *t);
+/* Are so many tables dirty that writes should wait for a writeback? */
+static inline bool qcow_meta_over(const struct qcow_image *s)
+{
+	return s->ndirty >= s->dirty_max;
+}
+/*
+ * Complete @req (a flush, or a write that made too many tables dirty) once
+ * everything acknowledged so far is on disk: data, then the dirty L2
+ * tables, then the L1 entries of new tables, each step after an
+ * fdatasync. Starts a writeback if none is running.
+ */
+void qcow_meta_wait(struct td_image *img, struct td_req *req);
+/* At close (nothing in flight): write back what is dirty, synchronously. */
+int qcow_meta_sync(struct td_image *img);
 
 #endif

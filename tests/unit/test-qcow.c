@@ -4,13 +4,15 @@
  * helpers (tapdisk/qcow-format.c): header parsing with corrupt inputs, the
  * L2 cache, allocation and copy-on-write, chains over ram and raw parents,
  * compressed clusters, concurrent allocation of one cluster, corrupt
- * tables, discard, the checker and the Xen extension header.
+ * tables, discard, dirty L2 tables written back at flush and when too many
+ * are dirty, the checker and the Xen extension header.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
 #include "aio.h"
+#include "drivers/qcow.h"
 #include "image.h"
 #include "qcow-format.h"
 #include "util.h"
@@ -777,6 +779,149 @@ static void test_discard(void **state)
 	free(w);
 }
 
+/* ---- dirty metadata writeback ---- */
+
+static uint64_t l1_on_disk(const char *path, const struct qcow_header *h,
+			   uint64_t i)
+{
+	uint8_t b[8];
+
+	pread_ok(path, b, 8, h->l1_off + i * 8);
+	return qcow_be64(b);
+}
+
+static uint64_t l2_on_disk(const char *path, uint64_t l2off, uint64_t i)
+{
+	uint8_t b[8];
+
+	pread_ok(path, b, 8, l2off + i * 8);
+	return qcow_be64(b);
+}
+
+/*
+ * Allocating writes touch no metadata on disk; a flush writes the tables
+ * and then the L1 entries, after which the file alone is complete.
+ */
+static void test_writeback_flush(void **state)
+{
+	struct fx *f = *state;
+	struct qcow_header h = make_image(f->path, 8 << 20, 12, 9, NULL);
+	char w[4096], r[4096];
+	struct qcow_check chk;
+	uint64_t l2off;
+
+	assert_int_equal(open_qcow(f, 0), 0);
+	fill_pattern(w, 4096, 0, 31);
+	/* Two new tables (2 MiB each), one cluster each. */
+	assert_int_equal(do_io(f, TD_OP_WRITE, 0, 4096, w), 0);
+	assert_int_equal(do_io(f, TD_OP_WRITE, 2 << 20, 4096, w), 0);
+	assert_int_equal(QI(f->img)->ndirty, 2);
+	assert_int_equal(l1_on_disk(f->path, &h, 0), 0);
+	assert_int_equal(l1_on_disk(f->path, &h, 1), 0);
+	/* Read back from the tables in memory. */
+	assert_int_equal(do_io(f, TD_OP_READ, 2 << 20, 4096, r), 0);
+	assert_memory_equal(r, w, 4096);
+	/* On disk so far: data nothing points at, which is only a leak. */
+	chk = run_check(f->path);
+	assert_int_equal(chk.errors, 0);
+	assert_int_equal(chk.l2_tables, 0);
+	assert_true(chk.leaks > 0);
+
+	assert_int_equal(do_io(f, TD_OP_FLUSH, 0, 0, NULL), 0);
+	assert_int_equal(QI(f->img)->ndirty, 0);
+	l2off = l1_on_disk(f->path, &h, 0);
+	assert_true(l2off != 0);
+	assert_true(l1_on_disk(f->path, &h, 1) != 0);
+	assert_true(l2_on_disk(f->path, l2off, 0) != 0);
+	chk = run_check(f->path);
+	assert_int_equal(chk.errors + chk.leaks, 0);
+	assert_int_equal(chk.l2_tables, 2);
+	assert_int_equal(chk.data_clusters, 2);
+
+	/* An existing table: the new entry reaches the disk at the flush. */
+	assert_int_equal(do_io(f, TD_OP_WRITE, 4096, 4096, w), 0);
+	assert_int_equal(QI(f->img)->ndirty, 1);
+	assert_int_equal(l2_on_disk(f->path, l2off, 1), 0);
+	assert_int_equal(do_io(f, TD_OP_FLUSH, 0, 0, NULL), 0);
+	assert_true(l2_on_disk(f->path, l2off, 1) != 0);
+	/* A discard too. */
+	assert_int_equal(do_io(f, TD_OP_DISCARD, 4096, 4096, NULL), 0);
+	assert_true(l2_on_disk(f->path, l2off, 1) != 0);
+	assert_int_equal(do_io(f, TD_OP_FLUSH, 0, 0, NULL), 0);
+	assert_int_equal(l2_on_disk(f->path, l2off, 1), 0);
+	chk = run_check(f->path);
+	assert_int_equal(chk.errors, 0);
+	assert_int_equal(chk.data_clusters, 2);
+
+	/* Closing writes back what is dirty. */
+	assert_int_equal(do_io(f, TD_OP_WRITE, 8192, 4096, w), 0);
+	assert_int_equal(do_io(f, TD_OP_WRITE, 4 << 20, 4096, w), 0);
+	td_image_close(f->img);
+	f->img = NULL;
+	chk = run_check(f->path);
+	assert_int_equal(chk.errors, 0);
+	assert_int_equal(chk.leaks, 1);	/* the discarded cluster */
+	assert_int_equal(chk.l2_tables, 3);
+	assert_int_equal(chk.data_clusters, 4);
+	assert_int_equal(open_qcow(f, TD_OPEN_RDONLY), 0);
+	assert_int_equal(do_io(f, TD_OP_READ, 4 << 20, 4096, r), 0);
+	assert_memory_equal(r, w, 4096);
+}
+
+/*
+ * Dirty tables are pinned in the L2 cache; the write that makes dirty_max
+ * of them dirty waits until they are written back, L1 entries included.
+ */
+static void test_writeback_evict(void **state)
+{
+	struct fx *f = *state;
+	/* 512 B clusters, 64 KiB tables: a small cache, 4 MiB per table. */
+	struct qcow_header h = make_image(f->path, 160 << 20, 9, 13, NULL);
+	struct qcow_image *s;
+	char w[512], r[512];
+	unsigned int max;
+	struct qcow_check chk;
+
+	assert_int_equal(open_qcow(f, 0), 0);
+	s = QI(f->img);
+	max = s->dirty_max;
+	assert_true(max >= 2 && (uint64_t)(max + 1) * h.l2_span <= f->img->size);
+	for (unsigned int i = 0; i + 1 < max; i++) {
+		fill_pattern(w, 512, i * h.l2_span, 40);
+		assert_int_equal(do_io(f, TD_OP_WRITE, i * h.l2_span, 512, w), 0);
+	}
+	assert_int_equal(s->ndirty, max - 1);
+	for (unsigned int i = 0; i + 1 < max; i++)
+		assert_int_equal(l1_on_disk(f->path, &h, i), 0);
+	/* The table cache holds every dirty table, past its usual bound. */
+	assert_true(s->l2c.count >= max - 1);
+
+	/* The one that goes over waits for the writeback. */
+	fill_pattern(w, 512, (max - 1) * h.l2_span, 40);
+	assert_int_equal(do_io(f, TD_OP_WRITE, (max - 1) * h.l2_span, 512, w), 0);
+	assert_int_equal(s->ndirty, 0);
+	for (unsigned int i = 0; i < max; i++)
+		assert_true(l1_on_disk(f->path, &h, i) != 0);
+	chk = run_check(f->path);
+	assert_int_equal(chk.errors + chk.leaks, 0);
+	assert_int_equal(chk.l2_tables, max);
+	/* Written back, the tables are ordinary cache entries again. */
+	for (struct qcow_l2 *t = s->l2c.list; t; t = t->next) {
+		assert_false(t->dirty || t->held || t->l1_new);
+		assert_int_equal(t->refs, 0);
+	}
+
+	/* And the next write is dirty in memory only. */
+	fill_pattern(w, 512, max * h.l2_span, 40);
+	assert_int_equal(do_io(f, TD_OP_WRITE, max * h.l2_span, 512, w), 0);
+	assert_int_equal(s->ndirty, 1);
+	assert_int_equal(l1_on_disk(f->path, &h, max), 0);
+	for (unsigned int i = 0; i <= max; i++) {
+		assert_int_equal(do_io(f, TD_OP_READ, i * h.l2_span, 512, r), 0);
+		assert_true(check_pattern(r, 512, i * h.l2_span, 40));
+	}
+}
+
 /* ---- checker ---- */
 
 static int file_read(void *arg, void *buf, size_t len, uint64_t off)
@@ -897,6 +1042,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_l2_load_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writeback_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writeback_evict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_overlap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xen_le_l1, setup, teardown),
 	};
