@@ -19,6 +19,7 @@
 #include "blktap/size.h"
 #include "control.h"
 #include "frontend-nbd.h"
+#include "frontend-ring.h"
 #include "image.h"
 #include "loop.h"
 
@@ -31,6 +32,7 @@ struct tapdisk {
 	struct td_opts opts;
 	struct td_image *img;
 	struct td_nbd_server *nbd;
+	struct td_ring_frontend *ring;
 	struct td_control *ctl;
 	struct td_event *sigev;
 	int sigfd;
@@ -45,6 +47,7 @@ static void usage(FILE *out)
 		"Serve the image PATH, opened with driver TYPE (%s).\n"
 		"\n"
 		"Frontends (at least one):\n"
+		"  --ring /dev/blktapN   serve /dev/tapdevN of the blktap kernel module\n"
 		"  --nbd-unix PATH       NBD server on a unix socket\n"
 		"  --nbd-tcp HOST:PORT   NBD server on TCP (\":PORT\" for all addresses)\n"
 		"  --export-name NAME    name of the NBD export (default: the image path;\n"
@@ -78,6 +81,8 @@ static void on_signal(struct td_event *ev, uint32_t events, void *arg)
 	td_log_info("%s: signal %d: stopping", td->img->name, si.ssi_signo);
 	if (td->nbd)
 		td_nbd_server_quiesce(td->nbd);
+	if (td->ring)
+		td_ring_frontend_quiesce(td->ring);
 	td_loop_stop(td->loop);
 }
 
@@ -106,7 +111,8 @@ static int setup_signals(struct tapdisk *td)
 
 static unsigned int frontends_inflight(const struct tapdisk *td)
 {
-	return td->nbd ? td_nbd_server_inflight(td->nbd) : 0;
+	return (td->nbd ? td_nbd_server_inflight(td->nbd) : 0) +
+	       (td->ring ? td_ring_frontend_inflight(td->ring) : 0);
 }
 
 static void flush_done(struct td_req *req, int err)
@@ -154,6 +160,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "nbd-unix", required_argument, NULL, 'u' },
+		{ "ring", required_argument, NULL, 'R' },
 		{ "control", required_argument, NULL, 'c' },
 		{ "nbd-tcp", required_argument, NULL, 't' },
 		{ "export-name", required_argument, NULL, 'n' },
@@ -167,6 +174,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct td_nbd_opts nbd = { 0 };
+	struct td_ring_opts ring = { 0 };
 	struct tapdisk td = { .sigfd = -1 };
 	enum td_log_level level = TD_LOG_WARN;
 	unsigned int flags = 0, depth = DEFAULT_DEPTH;
@@ -180,6 +188,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'u': nbd.unix_path = optarg; break;
 		case 'c': control_path = optarg; break;
+		case 'R': ring.path = optarg; break;
 		case 't': nbd.tcp_addr = optarg; break;
 		case 'n': nbd.export_name = optarg; break;
 		case 'r': flags |= TD_OPEN_RDONLY; nbd.readonly = true; break;
@@ -221,10 +230,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	spec = argv[optind];
-	if (!nbd.unix_path && !nbd.tcp_addr) {
-		td_log_err("no frontend: give --nbd-unix PATH and/or --nbd-tcp HOST:PORT");
+	if (!nbd.unix_path && !nbd.tcp_addr && !ring.path) {
+		td_log_err("no frontend: give --ring /dev/blktapN, --nbd-unix PATH and/or --nbd-tcp HOST:PORT");
 		return 2;
 	}
+	ring.readonly = flags & TD_OPEN_RDONLY;
 
 	td.loop = td_loop_create();
 	if (!td.loop) {
@@ -247,9 +257,16 @@ int main(int argc, char **argv)
 		td_log_err("setting up signal handling: %s", strerror(-err));
 		goto out_image;
 	}
-	td.nbd = td_nbd_server_create(&td.ctx, td.img, &nbd);
-	if (!td.nbd)
-		goto out_signals;
+	if (ring.path) {
+		td.ring = td_ring_frontend_create(&td.ctx, td.img, &ring);
+		if (!td.ring)
+			goto out_signals;
+	}
+	if (nbd.unix_path || nbd.tcp_addr) {
+		td.nbd = td_nbd_server_create(&td.ctx, td.img, &nbd);
+		if (!td.nbd)
+			goto out_ring;
+	}
 	if (control_path) {
 		td.ctl = td_control_create(&td.ctx, td.img, control_path);
 		if (!td.ctl)
@@ -266,7 +283,15 @@ int main(int argc, char **argv)
 
 	td_control_destroy(td.ctl);
 out_nbd:
-	td_nbd_server_destroy(td.nbd);
+	if (td.nbd)
+		td_nbd_server_destroy(td.nbd);
+out_ring:
+	if (td.ring) {
+		/* Answers go to the kernel from a deferred call: let it run. */
+		td_loop_run_once(td.loop, 0);
+		/* A clean stop removes /dev/tapdevN; a crash leaves it waiting. */
+		td_ring_frontend_destroy(td.ring, true);
+	}
 out_signals:
 	td_loop_del(td.sigev);
 	close(td.sigfd);
