@@ -58,6 +58,7 @@ struct td_nbd_server *td_nbd_server_create(struct td_ctx *ctx,
 	}
 	srv->ctx = ctx;
 	srv->img = img;
+	td_bufpool_init(&srv->bufs, SRV_BUFPOOL_BYTES);
 	srv->kick.fn = server_kick;
 	srv->export_name = strdup(name);
 	if (!srv->export_name)
@@ -184,6 +185,7 @@ void td_nbd_server_destroy(struct td_nbd_server *srv)
 		c->srv = NULL;
 	}
 	nbd_buf_free(&srv->scratch);
+	td_bufpool_drain(&srv->bufs);
 	free(srv->export_name);
 	if (srv->kick.queued) {
 		srv->destroyed = true;

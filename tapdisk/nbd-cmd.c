@@ -14,8 +14,6 @@
 #include "blktap/log.h"
 #include "nbd-server.h"
 
-#define DATA_ALIGN		4096
-
 static struct nbd_cmd *cmd_new(struct nbd_conn *c, const struct nbd_req_hdr *h)
 {
 	struct nbd_cmd *cmd = calloc(1, sizeof(*cmd));
@@ -33,7 +31,9 @@ static struct nbd_cmd *cmd_new(struct nbd_conn *c, const struct nbd_req_hdr *h)
 
 static int cmd_alloc_buf(struct nbd_cmd *cmd)
 {
-	if (posix_memalign(&cmd->buf, DATA_ALIGN, cmd->hdr.len))
+	cmd->buf = td_bufpool_get(cmd->conn->srv ? &cmd->conn->srv->bufs : NULL,
+				  cmd->hdr.len);
+	if (!cmd->buf)
 		return -ENOMEM;
 	cmd->iov.iov_base = cmd->buf;
 	cmd->iov.iov_len = cmd->hdr.len;
@@ -59,7 +59,7 @@ void nbd_cmd_release(struct nbd_cmd *cmd)
 	c->pending--;
 	if (srv)
 		srv->inflight--;
-	free(cmd->buf);
+	td_bufpool_put(srv ? &srv->bufs : NULL, cmd->buf, cmd->hdr.len);
 	free(cmd);
 	/* Reading stopped at a limit may resume. */
 	if (srv_was_full && srv->pending_bytes < SRV_MAX_PENDING_BYTES) {

@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "bufpool.h"
 #include "frontend-nbd.h"
 #include "image.h"
 #include "nbd-proto.h"
@@ -26,6 +27,7 @@
 #define CONN_MAX_PENDING	256		/* commands read, not replied */
 #define CONN_MAX_PENDING_BYTES	(128u << 20)	/* their data buffers */
 #define SRV_MAX_PENDING_BYTES	(512ull << 20)	/* all connections' buffers */
+#define SRV_BUFPOOL_BYTES	(64u << 20)	/* idle buffers kept for reuse */
 
 struct nbd_conn;
 struct nbd_listener;
@@ -83,6 +85,7 @@ struct td_nbd_server {
 	struct nbd_buf scratch;		/* option replies being built */
 	unsigned int inflight;
 	uint64_t pending_bytes;		/* data buffers of all connections */
+	struct td_bufpool bufs;		/* recycled data buffers */
 	bool quiesced;
 	bool destroyed;			/* freed by the pending kick */
 };
