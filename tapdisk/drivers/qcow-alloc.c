@@ -156,8 +156,9 @@ static void alloc_write(struct qalloc *a)
 		a->iov[n++].iov_len = cs;
 	}
 	a->pending = 1;
-	td_iocb_prep(&a->io, TD_AIO_WRITE, s->fd, a->iov, n, a->phys, 0,
-		     data_done, a);
+	td_iocb_prep(&a->io, TD_AIO_WRITE,
+		     qcow_data_fd(s, a->iov, n, a->phys, a->n * cs), a->iov, n,
+		     a->phys, 0, data_done, a);
 	td_aio_queue(a->img->ctx->aio, &a->io);
 }
 

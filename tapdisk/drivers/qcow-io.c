@@ -84,7 +84,8 @@ static void qio_rw(struct td_image *img, struct td_req *req, uint64_t phys)
 	q->img = img;
 	q->req = req;
 	td_iocb_prep(&q->io, req->op == TD_OP_READ ? TD_AIO_READ : TD_AIO_WRITE,
-		     QI(img)->fd, req->iov, req->niov, phys, 0, qio_done, q);
+		     qcow_data_fd(QI(img), req->iov, req->niov, phys, req->len),
+		     req->iov, req->niov, phys, 0, qio_done, q);
 	td_aio_queue(img->ctx->aio, &q->io);
 }
 

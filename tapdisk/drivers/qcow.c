@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The qcow driver: QEMU qcow version 1 images (format in qcow-format.h),
- * read and written through the loop's libaio context on a buffered file.
+ * read and written through the loop's libaio context: data clusters with
+ * O_DIRECT where the file system allows it, metadata buffered.
  * This file is the driver table: open (header, backing name, L1 table),
  * close, flush and the backing chain. Requests go through qcow-io.c and,
  * where they allocate, qcow-alloc.c; qcow.h says who does what.
@@ -94,6 +95,45 @@ static int qcow_load_meta(struct td_image *img, struct qcow_image *s,
 	return err;
 }
 
+/*
+ * A second fd with O_DIRECT for data clusters, unless the caller asked for
+ * buffered I/O or the filesystem refuses it (then everything is buffered).
+ * Buffered and direct I/O must never meet in one page (the kernel then
+ * reports EIO at the next fdatasync), so only with clusters of a page or
+ * more, and with img->align set so that no data I/O is left unaligned.
+ */
+static void open_direct(struct td_image *img, struct qcow_image *s,
+			const char *path, unsigned int flags)
+{
+	struct statx stx;
+	unsigned int a = 4096;	/* if the kernel cannot tell: safe everywhere */
+	int fd;
+
+	s->dfd = -1;
+	if ((flags & TD_OPEN_BUFFERED) ||
+	    s->h.cluster_size < (uint64_t)sysconf(_SC_PAGESIZE))
+		return;
+	fd = open(path, ((flags & TD_OPEN_RDONLY) ? O_RDONLY : O_RDWR) |
+		  O_DIRECT | O_CLOEXEC);
+	if (fd < 0) {
+		td_log_info("%s: no O_DIRECT (%s); data goes through the page cache",
+			    img->name, strerror(errno));
+		return;
+	}
+	if (!statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) &&
+	    (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+		a = stx.stx_dio_offset_align;
+		if (stx.stx_dio_mem_align > a)
+			a = stx.stx_dio_mem_align;
+	}
+	if (a & (a - 1) || a > 4096) {
+		close(fd);
+		return;
+	}
+	s->dfd = fd;
+	s->dio_align = a;
+}
+
 static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 {
 	struct qcow_image *s = img->priv;
@@ -102,6 +142,7 @@ static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 	int err;
 
 	s->img = img;
+	s->dfd = -1;
 	s->fd = open(path, ((flags & TD_OPEN_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (s->fd < 0) {
 		err = -errno;
@@ -126,10 +167,15 @@ static int qcow_open(struct td_image *img, const char *path, unsigned int flags)
 	qcow_l2c_init(&s->l2c, max < L2_CACHE_MIN ? L2_CACHE_MIN : max,
 		      s->h.l2_entries);
 	qcow_meta_init(s);
+	open_direct(img, s, path, flags);
 	/* As QEMU does: whole sectors only. */
 	img->size = s->h.size & ~511ull;
 	img->sector_size = 512;
-	img->align = 1;
+	if (s->dfd >= 0 && img->size % s->dio_align) {
+		close(s->dfd);	/* the image layer could not align the tail */
+		s->dfd = -1;
+	}
+	img->align = s->dfd >= 0 ? s->dio_align : 1;
 	img->features = TD_FEAT_FLUSH | TD_FEAT_DISCARD;
 	return 0;
 fail:
@@ -154,6 +200,8 @@ static void qcow_close(struct td_image *img)
 	free(s->zc_buf);
 	free(s->l1);
 	free(s->backing);
+	if (s->dfd >= 0)
+		close(s->dfd);
 	close(s->fd);
 }
 

@@ -46,7 +46,9 @@ struct qbusy {
 };
 
 struct qcow_image {
-	int fd;
+	int fd;				/* buffered: metadata, compressed data */
+	int dfd;			/* O_DIRECT for data clusters, or -1 */
+	unsigned int dio_align;		/* what dfd needs of offsets and buffers */
 	struct qcow_header h;
 	uint64_t *l1;			/* host order */
 	uint64_t end;			/* where the next allocation goes */
@@ -103,6 +105,22 @@ struct qalloc {
 static inline struct qcow_image *QI(struct td_image *img)
 {
 	return img->priv;
+}
+
+/*
+ * The fd for data I/O of @len bytes at @off from @iov: O_DIRECT (no page
+ * cache, as the raw driver and qemu's cache=none) when all of it is aligned
+ * for that, else the buffered one. The kernel keeps the two coherent.
+ */
+static inline int qcow_data_fd(const struct qcow_image *s,
+			       const struct iovec *iov, int niov, uint64_t off,
+			       uint64_t len)
+{
+	uint64_t a = s->dio_align;
+
+	if (s->dfd < 0 || (off | len) & (a - 1) || !td_iov_aligned(iov, niov, a))
+		return s->fd;
+	return s->dfd;
 }
 
 /* qcow-io.c */
