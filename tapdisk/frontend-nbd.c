@@ -148,6 +148,19 @@ void td_nbd_server_quiesce(struct td_nbd_server *srv)
 				       on_grace_over, srv);
 }
 
+void td_nbd_server_pause(struct td_nbd_server *srv)
+{
+	srv->paused = true;
+}
+
+void td_nbd_server_resume(struct td_nbd_server *srv)
+{
+	srv->paused = false;
+	for (struct nbd_conn *c = srv->conns; c; c = c->next)
+		if (!c->dead)
+			nbd_conn_kick(c);
+}
+
 unsigned int td_nbd_server_inflight(const struct td_nbd_server *srv)
 {
 	return srv->inflight;

@@ -30,6 +30,14 @@ struct td_nbd_server *td_nbd_server_create(struct td_ctx *ctx,
  */
 void td_nbd_server_quiesce(struct td_nbd_server *srv);
 
+/*
+ * Pause: stop reading new commands (connections and listeners stay; clients
+ * may still connect and negotiate), so in-flight requests drain. Resume
+ * reads again.
+ */
+void td_nbd_server_pause(struct td_nbd_server *srv);
+void td_nbd_server_resume(struct td_nbd_server *srv);
+
 /* Requests read from clients and not yet replied to. */
 unsigned int td_nbd_server_inflight(const struct td_nbd_server *srv);
 

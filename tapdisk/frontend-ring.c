@@ -332,6 +332,12 @@ void td_ring_frontend_quiesce(struct td_ring_frontend *rf)
 	rf->quiesced = true;
 }
 
+void td_ring_frontend_resume(struct td_ring_frontend *rf)
+{
+	rf->quiesced = false;
+	ring_kick(rf);		/* what the kernel queued meanwhile */
+}
+
 unsigned int td_ring_frontend_inflight(const struct td_ring_frontend *rf)
 {
 	return rf->inflight;

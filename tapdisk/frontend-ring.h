@@ -29,6 +29,8 @@ struct td_ring_frontend *td_ring_frontend_create(struct td_ctx *ctx,
 
 /* Stop taking requests; those unread stay queued for the next tapdisk. */
 void td_ring_frontend_quiesce(struct td_ring_frontend *rf);
+/* Take requests again after td_ring_frontend_quiesce() (a pause). */
+void td_ring_frontend_resume(struct td_ring_frontend *rf);
 
 /* Requests taken from the ring and not yet answered. */
 unsigned int td_ring_frontend_inflight(const struct td_ring_frontend *rf);

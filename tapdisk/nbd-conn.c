@@ -166,7 +166,7 @@ static bool conn_wants_read(const struct nbd_conn *c)
 	if (nbd_conn_in_handshake(c))
 		return !c->tx_head;
 	/* At a command boundary: new commands only if we have room. */
-	return !c->srv->quiesced && !nbd_conn_over_limits(c) &&
+	return !c->srv->quiesced && !c->srv->paused && !nbd_conn_over_limits(c) &&
 	       c->srv->pending_bytes < SRV_MAX_PENDING_BYTES;
 }
 

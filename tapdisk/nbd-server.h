@@ -87,6 +87,7 @@ struct td_nbd_server {
 	uint64_t pending_bytes;		/* data buffers of all connections */
 	struct td_bufpool bufs;		/* recycled data buffers */
 	bool quiesced;
+	bool paused;			/* no new commands until resumed */
 	bool destroyed;			/* freed by the pending kick */
 };
 

@@ -115,6 +115,32 @@ static unsigned int frontends_inflight(const struct tapdisk *td)
 	       (td->ring ? td_ring_frontend_inflight(td->ring) : 0);
 }
 
+/* Pause and resume for the control socket (blktapctrl's pause/unpause). */
+static void frontends_pause(void *arg)
+{
+	struct tapdisk *td = arg;
+
+	if (td->nbd)
+		td_nbd_server_pause(td->nbd);
+	if (td->ring)
+		td_ring_frontend_quiesce(td->ring);
+}
+
+static void frontends_resume(void *arg)
+{
+	struct tapdisk *td = arg;
+
+	if (td->nbd)
+		td_nbd_server_resume(td->nbd);
+	if (td->ring)
+		td_ring_frontend_resume(td->ring);
+}
+
+static unsigned int frontends_busy(void *arg)
+{
+	return frontends_inflight(arg);
+}
+
 static void flush_done(struct td_req *req, int err)
 {
 	struct tapdisk *td = req->arg;
@@ -268,9 +294,17 @@ int main(int argc, char **argv)
 			goto out_ring;
 	}
 	if (control_path) {
+		struct td_control_frontend fe = {
+			.quiesce = frontends_pause,
+			.resume = frontends_resume,
+			.inflight = frontends_busy,
+			.arg = &td,
+		};
+
 		td.ctl = td_control_create(&td.ctx, td.img, control_path);
 		if (!td.ctl)
 			goto out_nbd;
+		td_control_set_frontend(td.ctl, &fe);
 	}
 
 	td_log_info("%s: serving (%llu bytes)", td.img->name,

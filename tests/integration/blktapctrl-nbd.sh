@@ -56,8 +56,19 @@ else
 	case $err in *"no control socket"*) ;; *) fail "stats: $err" ;; esac
 	ok "stats: refused, this tapdisk has no --control"
 fi
-err=$(tapctl pause -m "$minor" 2>&1) && fail "pause passed, but no frontend can pause yet"
-case $err in *"cannot pause"*|*"no control socket"*) ;; *) fail "pause: $err" ;; esac
+# pause: no new request is served until unpause; then it completes
+tapctl pause -m "$minor" || fail "pause"
+tapctl stats -m "$minor" | grep -qx "paused=1" || fail "stats after pause"
+[ "$(field state "$(tapctl list)")" = paused ] || fail "list after pause: $(tapctl list)"
+qemu-io -f raw "$dev" -c 'write -P 0x77 2M 64k' >"$WORK/paused-io.log" 2>&1 &
+io_pid=$!
+sleep 1
+kill -0 "$io_pid" 2>/dev/null || fail "a write completed while the disk was paused"
+tapctl unpause -m "$minor" || fail "unpause"
+wait "$io_pid" || { cat "$WORK/paused-io.log"; fail "the write held by the pause failed"; }
+qemu-io -f raw "$dev" -c 'read -P 0x77 2M 64k' >/dev/null || fail "data written across the pause"
+tapctl stats -m "$minor" | grep -qx "paused=0" || fail "stats after unpause"
+ok "pause holds new requests, unpause releases them"
 
 # the same image twice, a missing image, an unknown driver: refused
 err=$(tapctl create -a "aio:$IMG" --nbd-unix "$WORK/b.sock" 2>&1) && fail "second create of one image passed"
