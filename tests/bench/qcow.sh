@@ -17,8 +17,9 @@
 #   read1m      1M sequential reads, QD1    } on the images the first writes
 #   read128k    128k sequential reads, QD8  } made (qemu-nbd reads the qcow
 #   randread4k  4k random reads, QD32       } tapdisk wrote), all allocated
-# Before each read run the page cache of the image is dropped (the qcow
-# driver reads through it; the others use O_DIRECT), and a run reads each
+# Before each read run the page cache of the image is dropped (all three
+# read data with O_DIRECT, but metadata and fallbacks may be cached), and a
+# run reads each
 # block at most once (no wrap-around, random map) so it never reads back
 # what it cached itself. Peers are interleaved (raw qcow qemu-nbd) job by
 # job, each server is started fresh, and the median of the rounds is
@@ -38,6 +39,8 @@
 #   BENCH_PEERS    subset/order of: raw qcow qemu-nbd
 #   BENCH_DOC      markdown file to update; empty: don't write  [doc/benchmarks.md]
 #   BENCH_KEEP     1: keep the images and the logs/JSON afterwards
+#   BENCH_TAPDISK_REV  how to name the tapdisk build in the report
+#                  [git commit of this tree, noting uncommitted changes]
 set -euo pipefail
 
 BUILD=${1:-build/release}
@@ -304,9 +307,13 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$TOP" status --porcelain -- tapdisk libblktap 2>/dev/null)" ]; then
-	commit="$commit + uncommitted changes in tapdisk/ or libblktap/"
+if [ -n "${BENCH_TAPDISK_REV:-}" ]; then
+	commit=$BENCH_TAPDISK_REV
+else
+	commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(git -C "$TOP" status --porcelain -- tapdisk libblktap 2>/dev/null)" ]; then
+		commit="$commit + uncommitted changes in tapdisk/ or libblktap/"
+	fi
 fi
 doc=$DOC
 if [ "$FAILED" -ne 0 ] && [ -n "$doc" ]; then
@@ -392,9 +399,10 @@ if doc:
               '', '### qcow: tapdisk qcow vs raw vs qemu-nbd (tests/bench/qcow.sh)', '',
               'Medians of the rounds; ratios of the medians. Targets (issue 5): first-write '
               'sequential writes within 25% of raw, allocated-cluster reads within 10% of raw.',
-              'Reads start with the image\'s page cache dropped and read each block at most once; '
-              'the qcow driver reads and writes through the page cache (buffered), raw and '
-              'qemu-nbd use O_DIRECT.', '', table, '', 'Every round:', '', every, '']
+              'Reads start with the image\'s page cache dropped and read each block at most once. '
+              'All three use O_DIRECT for data (the qcow driver keeps its metadata buffered). '
+              'Figures move a lot from round to round on a shared machine: compare within a round.',
+              '', table, '', 'Every round:', '', every, '']
     region += ['- ' + l.replace('=', ': ', 1) for l in meta.splitlines()]
     region += ['', '<!-- bench-qcow:end -->']
     text = open(doc).read() if os.path.exists(doc) else ''
