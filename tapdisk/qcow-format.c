@@ -316,6 +316,11 @@ void qcow_l2c_init(struct qcow_l2c *c, unsigned int max, size_t entries)
 	memset(c, 0, sizeof(*c));
 	c->max = max ? max : 1;
 	c->entries = entries;
+	/* About a bucket per table; without buckets lookups walk the list. */
+	c->hash_bits = 4;
+	while (c->hash_bits < 20 && (1u << c->hash_bits) < c->max)
+		c->hash_bits++;
+	c->hash = calloc(1u << c->hash_bits, sizeof(*c->hash));
 }
 
 static void l2_free(struct qcow_l2 *t)
@@ -332,11 +337,41 @@ void qcow_l2c_destroy(struct qcow_l2c *c)
 		c->list = t->next;
 		l2_free(t);
 	}
+	free(c->hash);
+	c->hash = NULL;
 	c->count = 0;
+}
+
+static struct qcow_l2 **bucket(struct qcow_l2c *c, uint64_t off)
+{
+	return &c->hash[(off * 0x9e3779b97f4a7c15ull) >> (64 - c->hash_bits)];
+}
+
+static void hash_del(struct qcow_l2c *c, struct qcow_l2 *t)
+{
+	if (!c->hash)
+		return;
+	for (struct qcow_l2 **p = bucket(c, t->off); *p; p = &(*p)->hnext)
+		if (*p == t) {
+			*p = t->hnext;
+			return;
+		}
+}
+
+static void hash_add(struct qcow_l2c *c, struct qcow_l2 *t)
+{
+	struct qcow_l2 **p;
+
+	if (!c->hash)
+		return;
+	p = bucket(c, t->off);
+	t->hnext = *p;
+	*p = t;
 }
 
 static void l2c_unlink(struct qcow_l2c *c, struct qcow_l2 *t)
 {
+	hash_del(c, t);
 	for (struct qcow_l2 **p = &c->list; *p; p = &(*p)->next)
 		if (*p == t) {
 			*p = t->next;
@@ -345,33 +380,45 @@ static void l2c_unlink(struct qcow_l2c *c, struct qcow_l2 *t)
 		}
 }
 
-struct qcow_l2 *qcow_l2c_peek(struct qcow_l2c *c, uint64_t off)
+static struct qcow_l2 *l2c_find(struct qcow_l2c *c, uint64_t off)
 {
-	for (struct qcow_l2 *t = c->list; t; t = t->next)
-		if (t->off == off && t->ready)
+	struct qcow_l2 *t = c->hash ? *bucket(c, off) : c->list;
+
+	for (; t; t = c->hash ? t->hnext : t->next)
+		if (t->off == off)
 			return t;
 	return NULL;
 }
 
+struct qcow_l2 *qcow_l2c_peek(struct qcow_l2c *c, uint64_t off)
+{
+	struct qcow_l2 *t = l2c_find(c, off);
+
+	return t && t->ready ? t : NULL;
+}
+
 struct qcow_l2 *qcow_l2c_get(struct qcow_l2c *c, uint64_t off, bool *hit)
 {
-	struct qcow_l2 *t, *victim = NULL;
+	struct qcow_l2 *t = l2c_find(c, off), *victim = NULL;
 
-	for (t = c->list; t; t = t->next) {
-		if (t->off == off) {
-			t->refs++;
-			t->stamp = ++c->clock;
-			c->hits++;
-			*hit = true;
-			return t;
-		}
-		if (!t->refs && t->ready && (!victim || t->stamp < victim->stamp))
-			victim = t;
+	if (t) {
+		t->refs++;
+		t->stamp = ++c->clock;
+		c->hits++;
+		*hit = true;
+		return t;
 	}
 	*hit = false;
 	c->misses++;
-	if (c->count >= c->max && victim) {
+	if (c->count >= c->max) {
+		for (t = c->list; t; t = t->next)
+			if (!t->refs && t->ready &&
+			    (!victim || t->stamp < victim->stamp))
+				victim = t;
+	}
+	if (victim) {
 		t = victim;		/* reuse its buffer */
+		hash_del(c, t);
 	} else {
 		t = calloc(1, sizeof(*t));
 		if (!t)
@@ -386,6 +433,7 @@ struct qcow_l2 *qcow_l2c_get(struct qcow_l2c *c, uint64_t off, bool *hit)
 		c->count++;
 	}
 	t->off = off;
+	hash_add(c, t);
 	t->refs = 1;
 	t->ready = false;
 	t->orphan = false;

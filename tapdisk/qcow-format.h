@@ -184,7 +184,11 @@ int qcow_inflate(const struct qcow_header *h, const void *in, size_t inlen,
  */
 size_t qcow_deflate(const struct qcow_header *h, const void *in, void *out);
 
-/* ---- L2 table cache: bounded, least recently used goes first ---- */
+/*
+ * ---- L2 table cache: bounded, least recently used goes first ----
+ * Found by offset through a hash (a lookup per request piece); only a miss
+ * walks the list to pick the victim.
+ */
 
 struct qcow_l2 {
 	uint64_t off;		/* file offset of the table */
@@ -200,6 +204,7 @@ struct qcow_l2 {
 	bool l1_new;		/* new table: its L1 entry is not on disk yet */
 	uint64_t l1i;		/* with l1_new: its L1 index */
 	struct qcow_l2 *next;
+	struct qcow_l2 *hnext;	/* in its hash bucket */
 };
 
 struct qcow_l2c {
@@ -208,6 +213,9 @@ struct qcow_l2c {
 	uint64_t clock;
 	size_t entries;		/* per table */
 	struct qcow_l2 *list;
+	/* lookups by offset: buckets, or NULL to walk the list */
+	struct qcow_l2 **hash;
+	unsigned int hash_bits;
 	uint64_t hits, misses;
 };
 
