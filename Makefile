@@ -18,6 +18,9 @@ CFLAGS	?= $(OPT)
 WARN	:= -Wall -Wextra -Werror -std=gnu11
 CPPFLAGS += -D_GNU_SOURCE -Ilibblktap/include -Itapdisk
 LDLIBS	+= -laio -lz -lpthread
+# blktapctrl's xenstore watcher uses libxenstore when it is installed (libxen-dev)
+XS_CFLAGS := $(shell pkg-config --exists xenstore 2>/dev/null && echo "-DHAVE_XENSTORE $$(pkg-config --cflags xenstore)")
+XS_LIBS	:= $(shell pkg-config --exists xenstore 2>/dev/null && pkg-config --libs xenstore)
 
 ifeq ($(ASAN),1)
 BUILD	?= build/asan
@@ -85,8 +88,10 @@ $(LIBTAPDISK): $(call obj,$(TD_SRCS))
 $(TAPDISK): $(call obj,$(TD_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/obj/blktapctrl/xs-real.o: CPPFLAGS += $(XS_CFLAGS)
+
 $(BUILD)/blktapctrl: $(call obj,$(CTRL_SRCS)) $(LIBTAPDISK) $(LIBBLKTAP)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(XS_LIBS)
 
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

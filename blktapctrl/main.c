@@ -22,6 +22,7 @@
 
 #include "blktap/log.h"
 #include "blktapctrl.h"
+#include "xenwatch.h"
 
 uint64_t now_ns(void)
 {
@@ -293,8 +294,10 @@ int main(int argc, char **argv)
 		goto out_disks;
 	td_log_info("listening on %s (run dir %s, tapdisk %s)", c.opts.socket_path,
 		    c.opts.run_dir, c.opts.tapdisk);
+	xenstore_start(&c);	/* after daemon(): libxenstore may start a thread */
 	if (run(&c) == 0)
 		status = 0;
+	xenstore_stop(&c);
 	server_close(&c);
 out_disks:
 	/* the tapdisks keep running; only our bookkeeping goes */

@@ -19,6 +19,7 @@
 #include "blktap/disk-line.h"
 #include "blktap/log.h"
 #include "blktapctrl.h"
+#include "xenwatch.h"
 
 #define CLIENT_TIMEOUT_S	5
 
@@ -188,6 +189,13 @@ static int do_create(struct ctrl *c, const struct blktap_ctl_rec *r,
 	}
 	add_disk_record(b, d);
 	return 0;
+}
+
+/* xs-ctrl.c creates backend/tap disks through the same handler. */
+int server_create(struct ctrl *c, const struct blktap_ctl_rec *r,
+		  struct blktap_ctl_buf *b)
+{
+	return do_create(c, r, b);
 }
 
 static struct disk *select_disk(struct ctrl *c, const struct blktap_ctl_rec *r,

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="
 	build-essential pkg-config
-	libaio-dev zlib1g-dev libcmocka-dev libnbd-dev
+	libaio-dev zlib1g-dev libcmocka-dev libnbd-dev libxen-dev
 	qemu-utils libnbd-bin nbdkit fio python3 python3-libnbd
 	linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 "
