@@ -60,6 +60,9 @@ cmp_region() {
 }
 
 step "load"
+for m in crc32c_generic crc16 mbcache jbd2 ext4; do
+	insmod /lib/$m.ko || fail "insmod $m"
+done
 insmod /lib/blktap.ko attach_timeout=4 || fail "insmod blktap.ko"
 [ -c /dev/blktap-control ] || fail "no /dev/blktap-control"
 N=$(tapctl alloc) || fail "alloc"
@@ -124,8 +127,7 @@ cmp_region /dev/tapdev0 2 1 /tmp/zero
 cmp_region /tmp/disk.img 2 1 /tmp/zero
 
 step "ext2 filesystem"
-if insmod /lib/crc32c_generic.ko && insmod /lib/crc16.ko && insmod /lib/mbcache.ko && insmod /lib/jbd2.ko &&
-	insmod /lib/ext4.ko; then
+if [ -d /sys/module/ext4 ]; then
 	mke2fs -q /dev/tapdev0 >/dev/null || fail "mke2fs"
 	mount -t ext4 /dev/tapdev0 /mnt || fail "mount"
 	cp /tmp/pat /mnt/pat || fail "cp"
@@ -216,46 +218,131 @@ wait "$PR" && fail "pending read succeeded after remove"
 [ -e /dev/tapdev0 ] && fail "/dev/tapdev0 still there"
 [ -e /dev/blktap0 ] && fail "/dev/blktap0 still there"
 
-if [ -x /bin/tapdisk-ring ]; then
-	step "tapdisk's ring frontend: aio image, kill -9, reattach"
-	echo 30 > "$P/attach_timeout"
-	N=$(tapctl alloc) || fail "alloc for tapdisk"
-	S=/sys/class/blktap/blktap$N
-	truncate -s 64M /tmp/td.img
-	tapdisk-ring -b /dev/blktap"$N" aio:/tmp/td.img &
+# --- the real tapdisk (--ring) on images of the host's shared ext4 disk ---
+
+# Start tapdisk on /dev/blktap$N and wait until it has mapped the ring.
+start_tapdisk() {
+	tapdisk --ring /dev/blktap"$N" "$@" &
 	TD=$!
-	wait_for /dev/tapdev"$N" 5 || fail "tapdisk did not create /dev/tapdev$N"
-	tapctl dio /dev/tapdev"$N" || fail "dio through tapdisk"
-	dd if=/tmp/pat of=/dev/tapdev"$N" bs=1M conv=fsync 2>/dev/null || fail "dd through tapdisk"
-	drop_caches
-	cmp_region /dev/tapdev"$N" 0 16 /tmp/pat
-	cmp_region /tmp/td.img 0 16 /tmp/pat
-	# stopped, then killed: requests are surely held when it dies
-	kill -STOP "$TD"
-	dd if=/tmp/pat2 of=/dev/tapdev"$N" bs=1M seek=32 conv=fsync 2>/dev/null &
-	DD=$!
-	sleep 2
+	i=0
+	until [ "$(attr pid)" = "$TD" ]; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && fail "tapdisk $* did not attach"
+		kill -0 "$TD" 2>/dev/null || fail "tapdisk $* exited"
+		usleep 100000
+	done
+}
+
+# SIGTERM: drain, flush, remove /dev/tapdevN, exit 0.
+term_tapdisk() {
+	kill "$TD"
+	wait "$TD" || fail "tapdisk exit status $? after SIGTERM"
+	[ -e /dev/tapdev"$N" ] && fail "tapdisk left /dev/tapdev$N after SIGTERM"
+	[ "$(attr pid)" = 0 ] || fail "pid $(attr pid) after tapdisk exited"
+}
+
+# kill -9 tapdisk while $1 (a background writer's pid) runs, restart it with
+# the same image, and expect the writer to succeed.
+kill9_restart() {	# writer-pid image
 	kill -9 "$TD"
 	wait "$TD" 2>/dev/null
-	echo "requests (pending, held) after killing tapdisk: $(attr requests)"
-	tapdisk-ring -b /dev/blktap"$N" aio:/tmp/td.img &
-	TD=$!
-	wait "$DD" || fail "dd across the tapdisk restart"
-	cmp_region /tmp/td.img 32 24 /tmp/pat2
-	drop_caches
-	cmp_region /dev/tapdev"$N" 32 24 /tmp/pat2
-	kill "$TD"
-	wait "$TD" || fail "tapdisk exit status $?"
-	tapdisk-ring -r -b /dev/blktap"$N" aio:/tmp/td.img &
-	TD=$!
-	cmp_region /dev/tapdev"$N" 0 16 /tmp/pat
-	kill "$TD"
-	wait "$TD" || fail "tapdisk exit status $?"
-	[ -e /dev/tapdev"$N" ] && fail "tapdisk did not remove /dev/tapdev$N"
-	tapctl free "$N" || fail "free $N"
-else
-	echo "BLKTAP-VM: note: tapdisk-ring not built, tapdisk frontend test skipped"
-fi
+	[ "$(attr pid)" = 0 ] || fail "pid after kill -9: $(attr pid)"
+	echo "tapdisk: requests (pending, held) after kill -9: $(attr requests)"
+	[ -e /dev/tapdev"$N" ] || fail "/dev/tapdev$N vanished with tapdisk"
+	start_tapdisk "$2"
+	wait "$1" || fail "writer failed across the tapdisk restart"
+}
+
+step "shared disk"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+	insmod /lib/$m.ko || fail "insmod $m"
+done
+wait_for /dev/vda 5 || fail "no /dev/vda (the host's shared disk)"
+mount -t ext4 /dev/vda /shared || fail "mount the shared disk"
+echo 30 > "$P/attach_timeout"
+
+step "tapdisk --ring: raw image (aio, O_DIRECT)"
+N=$(tapctl alloc) || fail "alloc for tapdisk"
+S=/sys/class/blktap/blktap$N
+truncate -s 64M /shared/raw.img
+start_tapdisk aio:/shared/raw.img
+wait_for /dev/tapdev"$N" 5 || fail "tapdisk did not create /dev/tapdev$N"
+[ "$(blockdev --getsize64 /dev/tapdev"$N")" = 67108864 ] || fail "raw tapdev size"
+tapctl dio /dev/tapdev"$N" || fail "dio through tapdisk"
+dd if=/shared/pat1 of=/dev/tapdev"$N" bs=1M conv=fsync 2>/dev/null || fail "dd through tapdisk"
+drop_caches
+cmp_region /dev/tapdev"$N" 0 16 /shared/pat1
+cmp_region /shared/raw.img 0 16 /shared/pat1
+# stopped, then killed: requests are surely held when it dies
+kill -STOP "$TD"
+dd if=/shared/pat2 of=/dev/tapdev"$N" bs=1M seek=32 conv=fsync 2>/dev/null &
+DD=$!
+sleep 2
+kill9_restart "$DD" aio:/shared/raw.img
+# killed while it does O_DIRECT writes: each dd write is acknowledged
+dd if=/shared/pat1 of=/dev/tapdev"$N" bs=16k seek=1024 oflag=direct 2>/dev/null &
+DD=$!
+usleep 300000
+kill -0 "$DD" 2>/dev/null || fail "O_DIRECT dd finished before the kill"
+kill9_restart "$DD" aio:/shared/raw.img
+echo "tapdisk: replayed $(attr requeued) requests"
+drop_caches
+cmp_region /dev/tapdev"$N" 0 16 /shared/pat1
+cmp_region /dev/tapdev"$N" 16 16 /shared/pat1
+cmp_region /dev/tapdev"$N" 32 24 /shared/pat2
+cmp_region /shared/raw.img 16 16 /shared/pat1
+cmp_region /shared/raw.img 32 24 /shared/pat2
+term_tapdisk
+tapctl free "$N" || fail "free $N"
+
+step "tapdisk --ring: qcow image, ext4 on it"
+N=$(tapctl alloc) || fail "alloc for qcow"
+S=/sys/class/blktap/blktap$N
+start_tapdisk qcow:/shared/disk.qcow
+wait_for /dev/tapdev"$N" 5 || fail "tapdisk did not create /dev/tapdev$N (qcow)"
+[ "$(blockdev --getsize64 /dev/tapdev"$N")" = 134217728 ] || fail "qcow tapdev size"
+mke2fs -q /dev/tapdev"$N" 65536 >/dev/null || fail "mke2fs on qcow"
+mount -t ext4 /dev/tapdev"$N" /mnt || fail "mount qcow"
+cp /shared/pat1 /mnt/pat1 || fail "cp to qcow"
+mkdir /mnt/dir || fail "mkdir on qcow"
+echo "hello from the VM" > /mnt/dir/hello || fail "write a file on qcow"
+# sync(2) flushes ext2 (no journal) before it writes the block device's own
+# buffers (bitmaps, inodes): fsync the device for a flush after those too
+sync
+dd if=/dev/null of=/dev/tapdev"$N" conv=notrunc,fsync 2>/dev/null || fail "fsync tapdev"
+# Killed during writeback and the sync that flushes it, stopped first so
+# it has answered none of these writes: qcow keeps L2 updates of answered
+# writes in memory until a flush, so a tapdisk killed between answering a
+# write and the next flush loses that write (and the kernel's next flush
+# does not report it) - not tested here, see tests/vm/README.md.
+kill -STOP "$TD"
+(cp /shared/pat2 /mnt/pat2 && sync) &
+CP=$!
+sleep 2
+kill9_restart "$CP" qcow:/shared/disk.qcow
+umount /mnt || fail "umount qcow"
+drop_caches
+mount -t ext4 /dev/tapdev"$N" /mnt || fail "mount qcow again"
+cmp /mnt/pat1 /shared/pat1 || fail "pat1 differs on qcow"
+cmp /mnt/pat2 /shared/pat2 || fail "pat2 (written across kill -9) differs on qcow"
+grep -q "hello from the VM" /mnt/dir/hello || fail "hello differs"
+umount /mnt
+# raw data beyond the filesystem, tapdisk stopped and killed in the middle
+kill -STOP "$TD"
+dd if=/shared/pat2 of=/dev/tapdev"$N" bs=1M seek=96 conv=fsync 2>/dev/null &
+DD=$!
+sleep 2
+kill9_restart "$DD" qcow:/shared/disk.qcow
+term_tapdisk
+# a fresh tapdisk reads everything back from the image file
+start_tapdisk qcow:/shared/disk.qcow
+wait_for /dev/tapdev"$N" 5 || fail "no /dev/tapdev$N from the fresh tapdisk"
+cmp_region /dev/tapdev"$N" 96 24 /shared/pat2
+mount -t ext4 -o ro /dev/tapdev"$N" /mnt || fail "mount qcow from a fresh tapdisk"
+cmp /mnt/pat2 /shared/pat2 || fail "pat2 differs after a fresh tapdisk"
+umount /mnt
+term_tapdisk
+tapctl free "$N" || fail "free $N"
 
 step "remove the device from tapdisk, free, unload"
 N=$(tapctl alloc) || fail "alloc again"
@@ -276,6 +363,7 @@ cmp_region /dev/tapdev"$N" 0 8 /tmp/pat3
 stop_server
 tapctl free "$N" || fail "free $N"
 umount /mnt 2>/dev/null
+umount /shared || fail "umount the shared disk"
 
 # unload with a tap and its disk still there: the module cleans up
 N=$(tapctl alloc) || fail "alloc before rmmod"

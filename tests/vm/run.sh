@@ -7,6 +7,9 @@
 #   KEEP=1     keep the work directory
 #   BENCH=1    boot the benchmark instead (tests/vm/bench.sh, make bench-vm)
 #   ACCEL=kvm  for the benchmark, where nested KVM works (default tcg)
+#   SECS=3 ROUNDS=3  benchmark: seconds per run, interleaved rounds
+#   BENCH_DOC=path   benchmark: the file whose bench-vm region gets the
+#              table (default doc/benchmarks.md; empty: none)
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,30 +46,27 @@ fi
 gcc -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
 	-I"$top/libblktap/include" -o "$work/tapctl" "$top/tests/vm/tapctl.c" -laio
 
-# tapdisk's ring frontend, on tapdisk's own library, when that builds
-libtd=$top/build/release/libtapdisk.a
-libbt=$top/build/release/libblktap.a
-tapdisk_ring=
-if make -s -C "$top" "$libtd" "$libbt" >"$work/tapdisk.log" 2>&1 &&
-	gcc -static -O2 -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE \
-		-I"$top/libblktap/include" -I"$top/tapdisk" \
-		-o "$work/tapdisk-ring" "$top/tests/vm/tapdisk-ring.c" "$libtd" "$libbt" \
-		-laio -lz -lpthread >>"$work/tapdisk.log" 2>&1; then
-	tapdisk_ring=$work/tapdisk-ring
-else
-	echo "vm: note: tapdisk-ring does not build, its stage is skipped:"
-	tail -n 5 "$work/tapdisk.log"
+# the real tapdisk (--ring), linked statically from the release build's
+# objects so the initramfs needs no shared libraries; the host's qcow tools
+rel=$top/build/release
+if ! (unset ASAN; make -s -C "$top" BUILD=build/release "$rel/tapdisk" \
+		"$rel/qcow-create" "$rel/qcow-check" "$rel/qcow2raw") >"$work/tapdisk.log" 2>&1 ||
+	! gcc -static -o "$work/tapdisk" "$rel/obj/tapdisk/tapdisk.o" "$rel/libtapdisk.a" \
+		"$rel/libblktap.a" -laio -lz -lpthread >>"$work/tapdisk.log" 2>&1; then
+	cat "$work/tapdisk.log"
+	echo "vm: FAIL: tapdisk does not build (static)"
+	exit 1
 fi
 
 root=$work/root
 mkdir -p "$root/bin" "$root/sbin" "$root/lib" "$root/proc" "$root/sys" \
-	"$root/dev" "$root/tmp" "$root/mnt"
+	"$root/dev" "$root/tmp" "$root/mnt" "$root/shared" "$root/run"
 cp "$busybox" "$root/bin/busybox"
 for a in $("$busybox" --list); do
 	[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
 done
 cp "$work/tapctl" "$root/bin/tapctl"
-[ -n "$tapdisk_ring" ] && cp "$tapdisk_ring" "$root/bin/tapdisk-ring"
+cp "$work/tapdisk" "$root/bin/"
 cp "$top/blktap.ko" "$root/lib/"
 for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 \
 	drivers/virtio/virtio drivers/virtio/virtio_ring \
@@ -81,27 +81,47 @@ if [ "${BENCH:-0}" = 1 ]; then
 	drive="-drive file=$work/bench.img,format=raw,if=virtio,cache=writeback"
 else
 	cp "$top/tests/vm/init.sh" "$root/init"
+	# The images tapdisk serves live on an ext4 disk the host made and
+	# checks afterwards: a qcow image from qcow-create and the patterns the
+	# VM writes (the raw image is made in the VM).
+	mkdir "$work/share"
+	"$rel/qcow-create" 128M "$work/share/disk.qcow" >/dev/null
+	head -c 16M /dev/urandom >"$work/share/pat1"
+	head -c 24M /dev/urandom >"$work/share/pat2"
+	mke2fs -q -F -t ext4 -d "$work/share" "$work/shared.img" 512M >/dev/null ||
+		{ echo "vm: FAIL: mke2fs -d (e2fsprogs >= 1.43)"; exit 1; }
+	drive="-drive file=$work/shared.img,format=raw,if=virtio,cache=unsafe"
 fi
 chmod 755 "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 accel=${ACCEL:-tcg}
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+append="console=ttyS0 panic=-1 oops=panic quiet"
+[ "${BENCH:-0}" = 1 ] && append="$append SECS=${SECS:-3} ROUNDS=${ROUNDS:-3}"
 echo "vm: booting $vmlinuz ($accel)"
 set +e
 # shellcheck disable=SC2086
 timeout "$([ "${BENCH:-0}" = 1 ] && echo 900 || echo 400)" qemu-system-x86_64 -m 1024 -smp 2 -accel "$accel" -cpu max \
 	-kernel "$vmlinuz" -initrd "$work/initrd.gz" $drive \
-	-append "console=ttyS0 panic=-1 oops=panic quiet" \
+	-append "$append" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-nographic -no-reboot -monitor none -serial stdio </dev/null \
 	>"$work/console.log" 2>&1
 rc=$?
 set -e
-grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|pages|replayed|bad resp|requests|fuzz)' "$work/console.log" || true
+grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|vm:|pages|replayed|bad resp|requests|fuzz)' "$work/console.log" || true
 if [ "${BENCH:-0}" = 1 ]; then
 	if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-BENCH: DONE' "$work/console.log"; then
-		grep -a '^BLKTAP-BENCH: ' "$work/console.log" >"$top/build/bench-vm.txt" 2>/dev/null &&
-			echo "vm: results in build/bench-vm.txt"
+		mkdir -p "$top/build"
+		grep -a '^BLKTAP-BENCH: ' "$work/console.log" >"$top/build/bench-vm.txt"
+		echo "vm: results in build/bench-vm.txt"
+		if [ -n "${BENCH_DOC-$top/doc/benchmarks.md}" ]; then
+			"$top/tests/vm/bench-doc.sh" "$top/build/bench-vm.txt" \
+				"${BENCH_DOC-$top/doc/benchmarks.md}" \
+				"Guest: Debian's $KVER under QEMU $accel, 2 vCPUs, 1 GiB; host: $(nproc) CPUs, load average $load0 before and $(cut -d' ' -f1-3 /proc/loadavg) after. The backing store is one 1 GiB virtio-blk disk (raw file on the host, cache=writeback); every target runs on it: the bare disk with O_DIRECT, loop with direct I/O over it, /dev/tapdevN served by \`tapdisk --ring\` with the aio driver (O_DIRECT) on it. Load: \`tapctl bench\` (libaio, O_DIRECT from anonymous memory, seq 1 MiB at QD 8, random 4 KiB at QD 32); those buffers are anonymous pages, so both tapdev modes copy them: zero-copy only maps page-cache pages under writeback, which the buffered-write row (dd 128 MiB + fsync) measures. Goals (issue 4): tapdev >= 1.1x loop, >= 85% of bare, zero-copy >= copy for >= 64 KiB requests."
+			echo "vm: table in ${BENCH_DOC-doc/benchmarks.md} (bench-vm region)"
+		fi
 		exit 0
 	fi
 	tail -n 40 "$work/console.log"
@@ -110,6 +130,34 @@ if [ "${BENCH:-0}" = 1 ]; then
 fi
 # isa-debug-exit turns "tapctl exit 0" into status 1
 if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
+	# what the VM's tapdisks left in the images, seen from the host
+	hostfail() { echo "vm: host check: $*"; echo "vm: FAIL"; exit 1; }
+	out=$work/out
+	mkdir "$out"
+	e2fsck -fn "$work/shared.img" >"$out/e2fsck.log" 2>&1 ||
+		{ cat "$out/e2fsck.log"; hostfail "the shared ext4 disk is inconsistent"; }
+	for f in raw.img disk.qcow; do
+		debugfs -R "dump /$f $out/$f" "$work/shared.img" >/dev/null 2>&1 ||
+			hostfail "debugfs dump $f"
+	done
+	M=1048576
+	for r in 0:pat1:16 16:pat1:16 32:pat2:24; do	# MiB offset:pattern:MiB
+		IFS=: read -r o p n <<-EOF
+		$r
+		EOF
+		cmp -n $((n * M)) -i $((o * M)):0 "$out/raw.img" "$work/share/$p" ||
+			hostfail "raw.img at ${o}M lacks the data written through /dev/tapdevN"
+	done
+	"$rel/qcow-check" "$out/disk.qcow" || hostfail "qcow-check disk.qcow"
+	"$rel/qcow2raw" -q "$out/qcow.raw" "$out/disk.qcow" || hostfail "qcow2raw"
+	cmp -n $((24 * M)) -i $((96 * M)):0 "$out/qcow.raw" "$work/share/pat2" ||
+		hostfail "disk.qcow lacks the data written at 96 MiB"
+	for f in pat1 pat2; do
+		debugfs -R "dump /$f $out/fs-$f" "$out/qcow.raw" >/dev/null 2>&1 ||
+			hostfail "no file $f in disk.qcow's filesystem"
+		cmp "$out/fs-$f" "$work/share/$f" || hostfail "file $f in disk.qcow's filesystem differs"
+	done
+	echo "vm: host check: raw.img data, qcow-check, disk.qcow data and files: ok"
 	echo "vm: PASS"
 	exit 0
 fi

@@ -348,6 +348,15 @@ static int cmd_serve(int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return 2;
+	/* before the ring is mapped: a SIGTERM once the pid shows must not kill */
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_segv;
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+
 	s.fd = ring_open(atoi(argv[optind]));
 	s.img = open(argv[optind + 1], O_RDWR);
 	if (s.img < 0 || fstat(s.img, &st) < 0)
@@ -386,14 +395,6 @@ static int cmd_serve(int argc, char **argv)
 		if (ioctl(s.fd, BLKTAP_IOCTL_CREATE_DEVICE, &p) < 0)
 			die("BLKTAP_IOCTL_CREATE_DEVICE");
 	}
-
-	sa.sa_handler = on_term;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = on_segv;
-	sa.sa_flags = SA_NODEFER;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
 
 	if (s.fuzz)
 		alarm(s.fuzz);
