@@ -163,6 +163,8 @@ static void usage(FILE *out)
 		"      --max-restarts N    crashes tolerated within the window (default 5)\n"
 		"      --restart-window S  seconds (default 60); one more crash: failed\n"
 		"      --ready-timeout MS  how long create waits for a tapdisk (default 10000)\n"
+		"      --xen-nbd-dir DIR   test mode: backend/tap devices in xenstore get\n"
+		"                          NBD-only disks on DIR/tap-DOMID-DEVID.sock\n"
 		"  -v, --verbose           more messages (repeat for debug)\n"
 		"  -h, --help              this help\n",
 		BLKTAP_CTL_RUN_DIR);
@@ -194,6 +196,7 @@ int main(int argc, char **argv)
 		{ "max-restarts", required_argument, NULL, 'm' },
 		{ "restart-window", required_argument, NULL, 'w' },
 		{ "ready-timeout", required_argument, NULL, 'r' },
+		{ "xen-nbd-dir", required_argument, NULL, 'X' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -234,6 +237,9 @@ int main(int argc, char **argv)
 		case 'r':
 			if (parse_uint("--ready-timeout", optarg, 1, &c.opts.ready_timeout_ms))
 				return 2;
+			break;
+		case 'X':
+			xenstore_set_nbd_dir(optarg);
 			break;
 		case 'v':
 			if (level < TD_LOG_DEBUG)

@@ -117,6 +117,11 @@ struct blktap_ctl_buf;
  */
 void xenstore_start(struct ctrl *c);
 void xenstore_stop(struct ctrl *c);
+/*
+ * Test mode: backend/tap devices become NBD-only disks on
+ * DIR/tap-DOMID-DEVID.sock instead of kernel disks.
+ */
+void xenstore_set_nbd_dir(const char *dir);
 /* server.c: the CREATE handler tap-ctl create reaches, for xs-ctrl.c. */
 int server_create(struct ctrl *c, const struct blktap_ctl_rec *r,
 		  struct blktap_ctl_buf *b);

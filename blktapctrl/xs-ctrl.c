@@ -7,6 +7,10 @@
  * reason, which lands in hotplug-error). The backend path is recorded as
  * the disk's vdev, so `tap-ctl list` shows which device owns a disk and a
  * restarted blktapctrl re-adopts it.
+ *
+ * Test mode (--xen-nbd-dir DIR): NBD-only disks on DIR/tap-DOMID-DEVID.sock
+ * stand in for kernel disks, so the whole path runs on a host without
+ * blktap.ko; their size comes from tapdisk's STATS.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "blktap/log.h"
 #include "blktap/ring.h"
@@ -23,6 +28,12 @@
 
 static struct xenwatch *watcher;
 static struct ev xs_ev = { .fd = -1 };
+static const char *nbd_dir;	/* --xen-nbd-dir: NBD-only disks, for tests */
+
+void xenstore_set_nbd_dir(const char *dir)
+{
+	nbd_dir = dir;
+}
 
 static unsigned long long sysfs_u64(unsigned int minor, const char *what,
 				    unsigned long long dflt)
@@ -71,8 +82,18 @@ static int describe(struct ctrl *c, struct disk *d, struct xw_disk_info *info,
 	/* an NBD-only disk: its tapdisk knows the size */
 	struct blktap_ctl_msg reply;
 	uint64_t size;
-	int err = disk_tapdisk_call(c, d, BLKTAP_CTL_OP_STATS, &reply, why, whylen);
+	int err;
 
+	/*
+	 * A new tapdisk may serve NBD a moment before its control socket
+	 * listens: retry briefly.
+	 */
+	for (int i = 0;; i++) {
+		err = disk_tapdisk_call(c, d, BLKTAP_CTL_OP_STATS, &reply, why, whylen);
+		if (!err || i == 100 || (err != -ECONNREFUSED && err != -ENOENT))
+			break;
+		usleep(20000);
+	}
 	if (err)
 		return err;
 	if (reply.status || !reply.nrec ||
@@ -101,6 +122,18 @@ static int xc_create(void *ctx, const struct td_disk *t, const char *backend,
 	blktap_ctl_buf_add(&req, "path", "%s", t->path);
 	blktap_ctl_buf_add(&req, "readonly", "%d", t->readonly);
 	blktap_ctl_buf_add(&req, "vdev", "%s", backend);
+	if (nbd_dir) {
+		/* DIR/tap-DOMID-DEVID.sock stands in for /dev/tapdevN */
+		const char *p = backend + strlen(XW_ROOT "/");
+		char sock[4096];
+		int n = snprintf(sock, sizeof(sock), "%s/tap-", nbd_dir);
+
+		for (; *p && n < (int)sizeof(sock) - 6; p++)
+			sock[n++] = *p == '/' ? '-' : *p;
+		snprintf(sock + n, sizeof(sock) - (size_t)n, ".sock");
+		blktap_ctl_buf_add(&req, "nbd-unix", "%s", sock);
+		blktap_ctl_buf_add(&req, "kernel", "0");
+	}
 	err = req.err ? req.err : blktap_ctl_decode(req.data, req.len, &m);
 	blktap_ctl_buf_free(&req);
 	if (err) {
