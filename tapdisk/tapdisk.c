@@ -283,16 +283,10 @@ int main(int argc, char **argv)
 		td_log_err("setting up signal handling: %s", strerror(-err));
 		goto out_image;
 	}
-	if (ring.path) {
-		td.ring = td_ring_frontend_create(&td.ctx, td.img, &ring);
-		if (!td.ring)
-			goto out_signals;
-	}
-	if (nbd.unix_path || nbd.tcp_addr) {
-		td.nbd = td_nbd_server_create(&td.ctx, td.img, &nbd);
-		if (!td.nbd)
-			goto out_ring;
-	}
+	/*
+	 * The control socket first: whoever sees a frontend answer (blktapctrl
+	 * waits for that) can rely on the control socket being there too.
+	 */
 	if (control_path) {
 		struct td_control_frontend fe = {
 			.quiesce = frontends_pause,
@@ -303,8 +297,18 @@ int main(int argc, char **argv)
 
 		td.ctl = td_control_create(&td.ctx, td.img, control_path);
 		if (!td.ctl)
-			goto out_nbd;
+			goto out_signals;
 		td_control_set_frontend(td.ctl, &fe);
+	}
+	if (ring.path) {
+		td.ring = td_ring_frontend_create(&td.ctx, td.img, &ring);
+		if (!td.ring)
+			goto out_control;
+	}
+	if (nbd.unix_path || nbd.tcp_addr) {
+		td.nbd = td_nbd_server_create(&td.ctx, td.img, &nbd);
+		if (!td.nbd)
+			goto out_ring;
 	}
 
 	td_log_info("%s: serving (%llu bytes)", td.img->name,
@@ -315,8 +319,6 @@ int main(int argc, char **argv)
 	if (!drain_and_flush(&td) && !err)
 		status = 0;
 
-	td_control_destroy(td.ctl);
-out_nbd:
 	if (td.nbd)
 		td_nbd_server_destroy(td.nbd);
 out_ring:
@@ -326,6 +328,8 @@ out_ring:
 		/* A clean stop removes /dev/tapdevN; a crash leaves it waiting. */
 		td_ring_frontend_destroy(td.ring, true);
 	}
+out_control:
+	td_control_destroy(td.ctl);
 out_signals:
 	td_loop_del(td.sigev);
 	close(td.sigfd);
