@@ -249,8 +249,8 @@ run_one() {
 			rc=1
 		fi
 		# Server CPU over the whole fio run (ramp included), in % of one core.
-		python3 -c 'import sys; c0,c1,t0,t1,hz=map(float,sys.argv[1:]); print("%.1f" % ((c1-c0)/hz/(t1-t0)*100))' \
-			"$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" >"$RES/$tag.cpu"
+		awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
+			'BEGIN { printf "%.1f\n", (c1 - c0) / hz / (t1 - t0) * 100 }' >"$RES/$tag.cpu"
 		stop_server
 	fi
 	if [ "$rc" -ne 0 ]; then
@@ -275,7 +275,7 @@ sync
 njobs=$(echo "$JOBS" | wc -w)
 npeers=$(echo "$PEERS" | wc -w)
 say "$ROUNDS rounds x $njobs jobs x $npeers peers x $((RAMP + RUNTIME)) s" \
-	"(about $((ROUNDS * njobs * npeers * (RAMP + RUNTIME + 1) / 60 + 1)) min)"
+	"(about $((ROUNDS * njobs * npeers * (RAMP + RUNTIME + 2) / 60 + 1)) min)"
 
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
