@@ -138,7 +138,7 @@ echo "xen: prepared in $(($(date +%s) - t0))s; booting Xen + dom0 (TCG)"
 # ---- boot
 t1=$(date +%s)
 set +e
-timeout "${TMO:-240}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -m 2048 -smp 2 \
+timeout "${TMO:-240}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -m 2048 -smp ${SMP:-2} \
 	-nographic -no-reboot -monitor none -serial stdio \
 	-kernel "$work/xen.elf" \
 	-append "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M noreboot smap=0" \
