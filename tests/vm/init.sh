@@ -344,6 +344,54 @@ umount /mnt
 term_tapdisk
 tapctl free "$N" || fail "free $N"
 
+if [ -x /bin/blktapctrl ] && [ -x /bin/tap-ctl ]; then
+	step "blktapctrl + tap-ctl: a kernel disk"
+	mkdir -p /run/blktap
+	blktapctrl --run-dir /run/blktap -f >/tmp/blktapctrl.log 2>&1 &
+	CTRL=$!
+	ctrl_fail() { cat /tmp/blktapctrl.log; fail "$@"; }
+	wait_for /run/blktap/blktapctrl.sock 10 || ctrl_fail "blktapctrl did not start"
+	truncate -s 32M /shared/ctl.img
+	dev=$(tap-ctl create -a aio:/shared/ctl.img) || ctrl_fail "tap-ctl create -a aio:/shared/ctl.img"
+	echo "tapctl: tap-ctl create printed $dev"
+	case $dev in /dev/tapdev[0-9]*) ;; *) ctrl_fail "tap-ctl create printed '$dev'" ;; esac
+	N=${dev#/dev/tapdev}
+	S=/sys/class/blktap/blktap$N
+	wait_for "$dev" 5 || ctrl_fail "no $dev"
+	dd if=/shared/pat1 of="$dev" bs=1M conv=fsync 2>/dev/null || ctrl_fail "dd to $dev"
+	drop_caches
+	cmp_region "$dev" 0 16 /shared/pat1
+	tap-ctl list >/tmp/list 2>&1 || { cat /tmp/list; ctrl_fail "tap-ctl list"; }
+	sed 's/^/tapctl: list: /' /tmp/list
+	grep -q "ctl.img" /tmp/list || ctrl_fail "tap-ctl list lacks the disk"
+	# blktapctrl restarts a tapdisk that dies; the new one reattaches
+	PID=$(attr pid)
+	kill -9 "$PID"
+	i=0
+	until [ "$(attr pid)" != 0 ] && [ "$(attr pid)" != "$PID" ]; do
+		i=$((i + 1))
+		[ $i -gt 150 ] && ctrl_fail "blktapctrl did not restart tapdisk"
+		usleep 100000
+	done
+	echo "tapctl: blktapctrl restarted tapdisk $PID (kill -9) as $(attr pid)"
+	dd if=/shared/pat2 of="$dev" bs=1M seek=8 count=16 conv=fsync 2>/dev/null ||
+		ctrl_fail "dd to $dev after the restart"
+	drop_caches
+	dd if=/shared/pat1 of=/tmp/pat1-8 bs=1M count=8 2>/dev/null
+	cmp_region "$dev" 0 8 /tmp/pat1-8
+	dd if=/shared/pat2 of=/tmp/pat2-16 bs=1M count=16 2>/dev/null
+	cmp_region "$dev" 8 16 /tmp/pat2-16
+	tap-ctl destroy -m "$N" || ctrl_fail "tap-ctl destroy -m $N"
+	[ -e "$dev" ] && ctrl_fail "$dev still there after destroy"
+	[ -e /dev/blktap"$N" ] && ctrl_fail "/dev/blktap$N still there after destroy"
+	cmp_region /shared/ctl.img 8 16 /tmp/pat2-16
+	kill "$CTRL"
+	wait "$CTRL" || ctrl_fail "blktapctrl exit status $?"
+	rm -f /tmp/pat1-8 /tmp/pat2-16
+else
+	echo "BLKTAP-VM: note: blktapctrl/tap-ctl not built, their kernel-disk test skipped"
+fi
+
 step "remove the device from tapdisk, free, unload"
 N=$(tapctl alloc) || fail "alloc again"
 truncate -s 8M /tmp/small.img

@@ -59,6 +59,22 @@ if ! (unset ASAN; make -s -C "$top" BUILD=build/release "$rel/tapdisk" \
 	echo "vm: FAIL: tapdisk does not build (static)"
 	exit 1
 fi
+# blktapctrl and tap-ctl for the kernel-disk stage (libxenstore when the
+# build has it); without them that stage is skipped
+ctrl_ok=1
+(unset ASAN; make -s -C "$top" BUILD=build/release "$rel/blktapctrl" "$rel/tap-ctl") \
+	>>"$work/tapdisk.log" 2>&1 || ctrl_ok=0
+xs_libs=
+if pkg-config --exists xenstore 2>/dev/null; then
+	xs_libs=$(pkg-config --static --libs xenstore)
+fi
+# shellcheck disable=SC2086
+[ $ctrl_ok = 1 ] && gcc -static -o "$work/blktapctrl" "$rel"/obj/blktapctrl/*.o "$rel/libtapdisk.a" \
+	"$rel/libblktap.a" -laio -lz -lpthread $xs_libs >>"$work/tapdisk.log" 2>&1 || ctrl_ok=0
+[ $ctrl_ok = 1 ] && gcc -static -o "$work/tap-ctl" "$rel/obj/tools/tap-ctl.o" "$rel/libtapdisk.a" \
+	"$rel/libblktap.a" -laio -lz -lpthread >>"$work/tapdisk.log" 2>&1 || ctrl_ok=0
+[ $ctrl_ok = 1 ] || { echo "vm: note: blktapctrl/tap-ctl do not link statically, their stage is skipped:"
+	grep -v 'warning:' "$work/tapdisk.log" | tail -n 5; }
 
 root=$work/root
 mkdir -p "$root/bin" "$root/sbin" "$root/lib" "$root/proc" "$root/sys" \
@@ -69,6 +85,7 @@ for a in $("$busybox" --list); do
 done
 cp "$work/tapctl" "$root/bin/tapctl"
 cp "$work/tapdisk" "$root/bin/"
+[ $ctrl_ok = 1 ] && cp "$work/blktapctrl" "$work/tap-ctl" "$root/bin/"
 cp "$top/blktap.ko" "$root/lib/"
 for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 \
 	drivers/virtio/virtio drivers/virtio/virtio_ring \
@@ -148,7 +165,7 @@ grep -a -E '^(BLKTAP-VM|BLKTAP-BENCH|tapctl|tapdisk|vm:|pages|replayed|bad resp|
 if [ "${BENCH:-0}" = 1 ]; then
 	if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-BENCH: DONE' "$work/console.log"; then
 		mkdir -p "$top/build"
-		grep -a '^BLKTAP-BENCH: ' "$work/console.log" >"$top/build/bench-vm.txt"
+		tr -d '\r' <"$work/console.log" | grep -a '^BLKTAP-BENCH: ' >"$top/build/bench-vm.txt"
 		echo "vm: results in build/bench-vm.txt"
 		if [ -n "${BENCH_DOC-$top/doc/benchmarks.md}" ]; then
 			SECS=${SECS:-3} "$top/tests/vm/bench-doc.sh" "$top/build/bench-vm.txt" \
@@ -182,6 +199,14 @@ if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
 		cmp -n $((n * M)) -i $((o * M)):0 "$out/raw.img" "$work/share/$p" ||
 			hostfail "raw.img at ${o}M lacks the data written through /dev/tapdevN"
 	done
+	if [ $ctrl_ok = 1 ]; then	# the disk blktapctrl made: pat1, then pat2 from 8 MiB
+		debugfs -R "dump /ctl.img $out/ctl.img" "$work/shared.img" >/dev/null 2>&1 ||
+			hostfail "debugfs dump ctl.img"
+		cmp -n $((8 * M)) "$out/ctl.img" "$work/share/pat1" ||
+			hostfail "ctl.img lacks pat1 written through blktapctrl's disk"
+		cmp -n $((16 * M)) -i $((8 * M)):0 "$out/ctl.img" "$work/share/pat2" ||
+			hostfail "ctl.img lacks pat2 written through blktapctrl's disk"
+	fi
 	"$rel/qcow-check" "$out/disk.qcow" || hostfail "qcow-check disk.qcow"
 	"$rel/qcow2raw" -q "$out/qcow.raw" "$out/disk.qcow" || hostfail "qcow2raw"
 	cmp -n $((24 * M)) -i $((96 * M)):0 "$out/qcow.raw" "$work/share/pat2" ||
@@ -191,7 +216,7 @@ if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
 			hostfail "no file $f in disk.qcow's filesystem"
 		cmp "$out/fs-$f" "$work/share/$f" || hostfail "file $f in disk.qcow's filesystem differs"
 	done
-	echo "vm: host check: raw.img data, qcow-check, disk.qcow data and files: ok"
+	echo "vm: host check: raw.img data, qcow-check, disk.qcow data and files$([ $ctrl_ok = 1 ] && echo ", ctl.img data"): ok"
 	echo "vm: PASS"
 	exit 0
 fi
