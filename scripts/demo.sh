@@ -86,5 +86,8 @@ kill "$ctrl"; wait "$ctrl" || true
 ctrl=
 "$build/qcow-check" "$dir/data.qcow"
 qemu-io -f qcow -r "$dir/data.qcow" -c 'read -P 0x5a 1M 256k'
+
+step "the kernel path: blktap.ko, /dev/tapdevN served by tapdisk --ring, in a VM (about a minute)"
+"$(dirname "$0")/demo-vm.sh" "$build"
 echo
 echo "demo finished"
