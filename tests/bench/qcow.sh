@@ -401,6 +401,7 @@ if doc:
               'sequential writes within 25% of raw, allocated-cluster reads within 10% of raw.',
               'Reads start with the image\'s page cache dropped and read each block at most once. '
               'All three use O_DIRECT for data (the qcow driver keeps its metadata buffered). '
+              'First writes go to a fresh sparse raw file (truncate) and a fresh qcow (qcow-create). '
               'Figures move a lot from round to round on a shared machine: compare within a round.',
               '', table, '', 'Every round:', '', every, '']
     region += ['- ' + l.replace('=', ': ', 1) for l in meta.splitlines()]
