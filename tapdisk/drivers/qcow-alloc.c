@@ -5,8 +5,8 @@
  * theirs has none yet), partial clusters filled from the parent or the old
  * compressed data first (copy-on-write). Once the data is written the
  * table in memory points at it and is left dirty: qcow-meta.c writes it
- * back after an fdatasync of the data, at the next flush or when too many
- * tables are dirty, so a write costs no metadata I/O of its own.
+ * back after an fdatasync of the data, and the write is answered once the
+ * table is in the file (writes in flight together share that writeback).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,9 +38,14 @@ static void alloc_finish(struct qalloc *a, int err)
 		qcow_l2c_put(&s->l2c, a->t);
 	qcow_busy_del(s, &a->busy);
 	alloc_free(a);
-	/* Too many dirty tables: this write waits for their writeback. */
-	if (!err && qcow_meta_over(s))
-		qcow_meta_wait(img, w);
+	/*
+	 * Answer only once the table pointing at the new data is in the file:
+	 * a tapdisk killed after answering must not lose the write (the kernel
+	 * would report the next flush as a success). Concurrent writes share
+	 * one writeback.
+	 */
+	if (!err)
+		qcow_meta_wait_written(img, w);
 	else
 		td_req_complete(w, err);
 }

@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * qcow driver, metadata writeback. An allocating write changes its L2 table
- * in memory only (qcow-alloc.c); the table stays dirty, pinned in the L2
- * cache, until a writeback puts it on disk:
+ * in memory (qcow-alloc.c); the table stays dirty, pinned in the L2 cache,
+ * until a writeback puts it on disk:
  *
  *   snapshot the dirty tables -> fdatasync (their data) -> write the tables
  *   -> fdatasync -> write the L1 entries of new tables -> fdatasync
  *
  * so a table on disk never points at data that is not, and an L1 entry
- * never points at a table that is not (as QEMU's qcow2 metadata cache
- * does). A writeback runs for a flush (and so for FUA writes, which the
- * image layer turns into write + flush), and when more than dirty_max
- * tables are dirty: then the write that went over waits for it, which
- * bounds the memory held by dirty tables. Writes that were not followed by
- * a flush may be lost in a crash; what a completed flush covered may not.
- * One writeback runs at a time; requests arriving meanwhile wait for the
- * next one, since the running one's snapshot may not hold their tables.
+ * never points at a table that is not. Every allocating write waits for a
+ * writeback and is answered once its tables and L1 entries are written (in
+ * the file, before the last fdatasync): a tapdisk that dies after answering
+ * loses nothing, since the kernel ring would report the next flush as a
+ * success. A flush (and so a FUA write, which the image layer turns into
+ * write + flush) is answered after the last fdatasync. One writeback runs at
+ * a time; requests arriving meanwhile wait for the next one, which writes
+ * back all their tables together.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,8 +24,6 @@
 
 #include "blktap/log.h"
 #include "qcow.h"
-
-#define DIRTY_MIN	8
 
 enum wb_stage { WB_SYNC_DATA, WB_TABLES, WB_SYNC_TABLES, WB_L1, WB_SYNC_L1 };
 
@@ -58,7 +56,6 @@ static const char *const stage_name[] = {
 
 void qcow_meta_init(struct qcow_image *s)
 {
-	s->dirty_max = s->l2c.max / 2 < DIRTY_MIN ? DIRTY_MIN : s->l2c.max / 2;
 	s->wb_next = NULL;
 	s->wb_next_tail = &s->wb_next;
 }
@@ -137,6 +134,24 @@ static void wb_end(struct qwb *wb)
 
 static void wb_io_done(struct td_iocb *io, long res);
 
+/* The tables (and L1 entries) are in the file: answer the writes. */
+static void wb_answer_written(struct qwb *wb)
+{
+	struct qwait **pp = &wb->waiters;
+
+	while (*pp) {
+		struct qwait *w = *pp;
+
+		if (!w->written) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		td_image_complete_later(wb->img, w->req, 0);
+		free(w);
+	}
+}
+
 static void wb_sync(struct qwb *wb, enum wb_stage stage)
 {
 	struct qcow_image *s = QI(wb->img);
@@ -169,6 +184,8 @@ static void wb_next_stage(struct qwb *wb)
 		}
 		return;
 	case WB_TABLES:
+		if (!wb->nl1)
+			wb_answer_written(wb);
 		wb_sync(wb, WB_SYNC_TABLES);
 		return;
 	case WB_SYNC_TABLES:
@@ -188,6 +205,7 @@ static void wb_next_stage(struct qwb *wb)
 		}
 		return;
 	case WB_L1:
+		wb_answer_written(wb);
 		wb_sync(wb, WB_SYNC_L1);
 		return;
 	case WB_SYNC_L1:
@@ -265,7 +283,7 @@ static void wb_start(struct td_image *img)
 	wb_sync(wb, WB_SYNC_DATA);
 }
 
-void qcow_meta_wait(struct td_image *img, struct td_req *req)
+static void meta_wait(struct td_image *img, struct td_req *req, bool written)
 {
 	struct qcow_image *s = QI(img);
 	struct qwait *w = malloc(sizeof(*w));
@@ -275,11 +293,22 @@ void qcow_meta_wait(struct td_image *img, struct td_req *req)
 		return;
 	}
 	w->req = req;
+	w->written = written;
 	w->next = NULL;
 	*s->wb_next_tail = w;
 	s->wb_next_tail = &w->next;
 	if (!s->wb)
 		wb_start(img);
+}
+
+void qcow_meta_wait(struct td_image *img, struct td_req *req)
+{
+	meta_wait(img, req, false);
+}
+
+void qcow_meta_wait_written(struct td_image *img, struct td_req *req)
+{
+	meta_wait(img, req, true);
 }
 
 static int write_exact(struct td_image *img, int fd, const void *buf,

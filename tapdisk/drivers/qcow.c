@@ -192,6 +192,13 @@ static void qcow_close(struct td_image *img)
 {
 	struct qcow_image *s = img->priv;
 
+	/*
+	 * Writes are answered before their writeback's last fdatasync, so one
+	 * may still be running when the owner closes: let it finish.
+	 */
+	while (s->wb)
+		if (td_loop_run_once(img->ctx->loop, -1) < 0)
+			break;
 	if (s->wb)
 		td_log_err("%s: closed during a metadata writeback", img->name);
 	else

@@ -36,6 +36,7 @@ struct qwb;
 struct qwait {
 	struct td_req *req;
 	struct qwait *next;
+	bool written;		/* answer once the metadata is written, not synced */
 };
 
 /* Clusters [first, last] being allocated or discarded. */
@@ -57,7 +58,6 @@ struct qcow_image {
 	struct qbusy *busy;
 	/* dirty L2 tables and their writeback (qcow-meta.c) */
 	unsigned int ndirty;		/* tables changed since their last write */
-	unsigned int dirty_max;		/* past this, writes wait for a writeback */
 	struct qwb *wb;			/* the writeback running, or NULL */
 	struct qwait *wb_next, **wb_next_tail;	/* waiting for the next one */
 	struct td_image *img;
@@ -147,17 +147,19 @@ void qcow_meta_init(struct qcow_image *s);
 /* @t (ready, pinned by the caller) was changed in memory. */
 void qcow_meta_dirty(struct qcow_image *s, struct qcow_l2 *t);
 /* Are so many tables dirty that writes should wait for a writeback? */
-static inline bool qcow_meta_over(const struct qcow_image *s)
-{
-	return s->ndirty >= s->dirty_max;
-}
 /*
- * Complete @req (a flush, or a write that made too many tables dirty) once
- * everything acknowledged so far is on disk: data, then the dirty L2
- * tables, then the L1 entries of new tables, each step after an
- * fdatasync. Starts a writeback if none is running.
+ * Complete @req (a flush) once everything acknowledged so far is on disk:
+ * data, then the dirty L2 tables, then the L1 entries of new tables, each
+ * step after an fdatasync. Starts a writeback if none is running.
  */
 void qcow_meta_wait(struct td_image *img, struct td_req *req);
+/*
+ * Complete an allocating write @req once the tables pointing at its data
+ * are written to the file (after an fdatasync of the data, before the
+ * writeback's last fdatasync): the write then survives tapdisk dying, which
+ * the kernel ring cannot tell from success; power loss still needs a flush.
+ */
+void qcow_meta_wait_written(struct td_image *img, struct td_req *req);
 /* At close (nothing in flight): write back what is dirty, synchronously. */
 int qcow_meta_sync(struct td_image *img);
 
