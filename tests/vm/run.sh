@@ -207,7 +207,11 @@ if [ $rc -eq 1 ] && grep -a -q '^BLKTAP-VM: PASS' "$work/console.log"; then
 		cmp -n $((16 * M)) -i $((8 * M)):0 "$out/ctl.img" "$work/share/pat2" ||
 			hostfail "ctl.img lacks pat2 written through blktapctrl's disk"
 	fi
-	"$rel/qcow-check" "$out/disk.qcow" || hostfail "qcow-check disk.qcow"
+	# 0 clean, 1 leaked clusters only (a tapdisk killed between writing a
+	# new cluster and its table leaks it), 2 and up: corruption
+	rc=0
+	"$rel/qcow-check" "$out/disk.qcow" || rc=$?
+	[ "$rc" -le 1 ] || hostfail "qcow-check disk.qcow (exit $rc)"
 	"$rel/qcow2raw" -q "$out/qcow.raw" "$out/disk.qcow" || hostfail "qcow2raw"
 	cmp -n $((24 * M)) -i $((96 * M)):0 "$out/qcow.raw" "$work/share/pat2" ||
 		hostfail "disk.qcow lacks the data written at 96 MiB"
