@@ -11,7 +11,7 @@
 # Exit 0 pass, 77 skip (not root, or Xen/QEMU packages missing), 1 fail.
 #   KVER=...  dom0/domU kernel (default: newest /boot/vmlinuz-6.1.*-amd64)
 #   KEEP=1    keep the work directory (console log, images, initramfs)
-#   TMO=...   QEMU timeout in seconds (default 240)
+#   TMO=...   QEMU timeout in seconds (default 160: the whole test < 3 min)
 #   SMP=N     QEMU (= Xen) CPUs, default 1: faster than 2 on a loaded
 #             2-CPU host, and dom0 user processes were seen to segfault
 #             with -smp 2 (see README)
@@ -141,7 +141,7 @@ echo "xen: prepared in $(($(date +%s) - t0))s; booting Xen + dom0 (TCG)"
 # ---- boot
 t1=$(date +%s)
 set +e
-timeout "${TMO:-240}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -m 2048 -smp ${SMP:-1} \
+timeout "${TMO:-160}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -m 2048 -smp ${SMP:-1} \
 	-nographic -no-reboot -monitor none -serial stdio \
 	-kernel "$work/xen.elf" \
 	-append "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M noreboot smap=0" \
