@@ -133,6 +133,8 @@ demo: deps all
 
 bench: deps all
 	tests/bench/run.sh $(BUILD)
+	tests/bench/qcow.sh $(BUILD)
+	tests/bench/image.sh vmdk $(BUILD)
 
 KDIR ?= $(lastword $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64)))
 modules:
