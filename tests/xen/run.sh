@@ -15,6 +15,7 @@
 #   SMP=N     QEMU (= Xen) CPUs, default 1: faster than 2 on a loaded
 #             2-CPU host, and dom0 user processes were seen to segfault
 #             with -smp 2 (see README)
+#   CPU=...   QEMU -cpu (default max)
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -141,7 +142,7 @@ echo "xen: prepared in $(($(date +%s) - t0))s; booting Xen + dom0 (TCG)"
 # ---- boot
 t1=$(date +%s)
 set +e
-timeout "${TMO:-160}" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -m 2048 -smp ${SMP:-1} \
+timeout "${TMO:-160}" qemu-system-x86_64 -accel tcg -machine q35 -cpu "${CPU:-max}" -m 2048 -smp ${SMP:-1} \
 	-nographic -no-reboot -monitor none -serial stdio \
 	-kernel "$work/xen.elf" \
 	-append "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M noreboot smap=0" \
