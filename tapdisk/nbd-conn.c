@@ -320,7 +320,13 @@ static int rx_fill(struct nbd_conn *c)
 		c->rx_end -= c->rx_start;
 		c->rx_start = 0;
 	}
-	n = conn_recv(c, c->rxbuf + c->rx_end, RXBUF_SIZE - c->rx_end);
+	/*
+	 * Read at most RX_FILL at a time: what follows a header is often a
+	 * large payload, better received straight into its own buffer than
+	 * into this one and copied (rx_payload).
+	 */
+	n = conn_recv(c, c->rxbuf + c->rx_end,
+		      RXBUF_SIZE - c->rx_end < RX_FILL ? RXBUF_SIZE - c->rx_end : RX_FILL);
 	if (n <= 0)
 		return (int)n;
 	c->rx_end += n;
@@ -355,7 +361,7 @@ static int rx_payload(struct nbd_conn *c)
 			c->pl_left -= take;
 			continue;
 		}
-		if (c->pl_dst && c->pl_left >= RXBUF_SIZE / 2) {
+		if (c->pl_dst && c->pl_left >= RX_FILL) {
 			/* Big data: straight into its buffer, no copy. */
 			n = conn_recv(c, c->pl_dst + c->pl_got, c->pl_left);
 			if (n <= 0)

@@ -24,6 +24,7 @@
 #include "nbd-proto.h"
 
 #define RXBUF_SIZE		(64u << 10)
+#define RX_FILL			(16u << 10)	/* most read into it at once */
 #define CONN_MAX_PENDING	256		/* commands read, not replied */
 #define CONN_MAX_PENDING_BYTES	(128u << 20)	/* their data buffers */
 #define SRV_MAX_PENDING_BYTES	(512ull << 20)	/* all connections' buffers */
