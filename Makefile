@@ -50,7 +50,7 @@ UNITS	:= $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZERS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 PROGS	:= $(TAPDISK) $(BLKTAPCTRL) $(TOOLS)
 
-.PHONY: all asan units fuzzers fuzz-libfuzzer deps check check-unit check-vm demo bench bench-vm \
+.PHONY: all asan units fuzzers fuzz fuzz-libfuzzer deps check check-unit check-vm demo bench bench-vm \
 	modules install clean help
 .SECONDARY:
 
@@ -63,6 +63,7 @@ help:
 	@echo "make check      all tests (installs deps first)"
 	@echo "make demo       end-to-end demonstration"
 	@echo "make bench      benchmarks against qemu-nbd, nbdkit, the bare file"
+	@echo "make fuzz       fuzz every parser for longer (FUZZ_SECONDS each)"
 	@echo "make modules    build blktap.ko (KDIR=...)"
 	@echo "make install    DESTDIR=... PREFIX=..."
 
@@ -105,6 +106,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBTAPDISK) $(LIBBLKTAP)
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(call obj,$(FUZZ_MAIN)) $(LIBTAPDISK) $(LIBBLKTAP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Longer fuzzing than make check's: libFuzzer for a minute per harness with
+# clang, else a million seeded mutations per harness with the replay main.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@if command -v clang >/dev/null 2>&1; then \
+		$(MAKE) fuzz-libfuzzer && mkdir -p build/fuzz-corpus && \
+		for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+			[ -d tests/fuzz/corpus/$$n ] || continue; mkdir -p build/fuzz-corpus/$$n; \
+			build/libfuzzer/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) \
+				build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+		done; \
+	else \
+		$(MAKE) asan && FUZZ_ITERATIONS=1000000 tests/run.sh fuzz; \
+	fi
 
 fuzz-libfuzzer:
 	$(MAKE) BUILD=build/libfuzzer CC=clang \
@@ -168,4 +184,4 @@ clean:
 	rm -f kernel/*.o kernel/*.ko kernel/*.mod* kernel/.*.cmd .*.cmd *.mod* Module.symvers modules.order
 	rm -f blktap.o blktap.ko kernel/tests/*.o kernel/tests/.*.cmd
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -path '*/obj/*' -name '*.d' 2>/dev/null)

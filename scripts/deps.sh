@@ -9,6 +9,7 @@ PKGS="
 	libaio-dev zlib1g-dev libcmocka-dev libnbd-dev libxen-dev
 	qemu-utils libnbd-bin nbdkit fio python3 python3-libnbd
 	linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
+	linux-source-6.1 bc flex bison libelf-dev
 	xen-hypervisor-4.17-amd64 xen-utils-4.17
 "
 

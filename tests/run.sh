@@ -1,10 +1,11 @@
 #!/bin/bash
 # The test runner behind `make check`: cmocka unit tests (ASan+UBSan
 # build), fuzz-harness replays (corpus in tests/fuzz/corpus/<harness>/),
-# integration scripts, the kernel VM suite and the Xen suite where present. Each test passes (exit 0), is skipped (exit 77) or fails; the
+# integration scripts, the kernel's KUnit suites (UML), the kernel VM suite
+# and the Xen suite where present. Each test passes (exit 0), is skipped (exit 77) or fails; the
 # output of a failed test is shown. Ends with "N passed, N failed".
 #
-# Usage: tests/run.sh [unit|integration|vm|xen ...]   (default: all)
+# Usage: tests/run.sh [unit|fuzz|integration|kunit|vm|xen ...]   (default: all)
 set -u
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -32,7 +33,7 @@ run_one() {
 	esac
 }
 
-suites=${*:-unit fuzz integration vm xen}
+suites=${*:-unit fuzz integration kunit vm xen}
 for s in $suites; do
 	case $s in
 	unit)
@@ -52,11 +53,16 @@ for s in $suites; do
 			case $(basename "$t") in lib.sh|*-lib.sh) continue ;; esac
 			[ -f "$t" ] && run_one "integration/$(basename "$t" .sh)" bash "$t"
 		done ;;
+	kunit)
+		# KUnit suites of kernel/tests under UML, from linux-source-6.1
+		# extracted into build/ (minutes the first time, then cached).
+		run_one "kunit" env KSRC="$top/build/kunit/linux-source-6.1" \
+			sh kernel/tests/run-kunit.sh ;;
 	vm)
 		[ -x tests/vm/run.sh ] && run_one "vm" tests/vm/run.sh ;;
 	xen)
 		[ -x tests/xen/run.sh ] && run_one "xen" tests/xen/run.sh ;;
-	*) echo "tests/run.sh: unknown suite '$s' (unit, fuzz, integration, vm, xen)" >&2; exit 2 ;;
+	*) echo "tests/run.sh: unknown suite '$s' (unit, fuzz, integration, kunit, vm, xen)" >&2; exit 2 ;;
 	esac
 done
 

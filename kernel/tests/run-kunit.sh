@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run the KUnit suites of kernel/tests under UML with kunit.py from a
-# linux-source-6.1 tree (DESIGN.md "Kernel tests"). Not part of `make check`
-# (it needs the kernel source and ~2-3 minutes to build the first time).
+# linux-source-6.1 tree (DESIGN.md "Kernel tests"). `make check` runs it
+# (tests/run.sh kunit); it needs the kernel source and 3-5 minutes to build
+# the first time.
 #   KSRC=...   extracted kernel source (default: /work/ksrc/linux-source-6.1,
 #              else extracted from /usr/src/linux-source-6.1.tar.xz)
 #   KBUILD=... UML build directory (default: $KSRC/.kunit-blktap)
