@@ -66,32 +66,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-struct result {
-	bool done;
-	int err;
-};
-
-static void req_done(struct td_req *req, int err)
-{
-	struct result *r = req->arg;
-
-	r->done = true;
-	r->err = err;
-	td_req_free(req);
-}
-
 static int do_io(struct fixture *f, enum td_op op, uint64_t off, uint64_t len,
 		 void *buf, unsigned int flags)
 {
-	struct iovec iov = { buf, len };
-	struct result r = { 0 };
-	struct td_req *req = td_req_new(op, off, len, buf ? &iov : NULL,
-					buf ? 1 : 0, req_done, &r);
-
-	req->flags = flags;
-	td_image_submit(f->img, req);
-	run_until(f->loop, &r.done);
-	return r.err;
+	return image_io(f->loop, f->img, op, off, len, buf, flags);
 }
 
 static void *abuf(size_t len)

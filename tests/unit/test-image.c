@@ -142,34 +142,11 @@ static int teardown(void **state)
 	return 0;
 }
 
-struct result {
-	bool done;
-	int err;
-};
-
-static void req_done(struct td_req *req, int err)
-{
-	struct result *r = req->arg;
-
-	r->done = true;
-	r->err = err;
-	td_req_free(req);
-}
-
 /* Submit one request and run the loop until it completes; returns err. */
 static int do_io(struct fixture *f, struct td_image *img, enum td_op op,
 		 uint64_t off, uint64_t len, void *buf, unsigned int flags)
 {
-	struct iovec iov = { buf, len };
-	struct result r = { 0 };
-	struct td_req *req = td_req_new(op, off, len, buf ? &iov : NULL,
-					buf ? 1 : 0, req_done, &r);
-
-	req->flags = flags;
-	td_image_submit(img, req);
-	assert_false(r.done);	/* never completes inside submit */
-	run_until(f->loop, &r.done);
-	return r.err;
+	return image_io(f->loop, img, op, off, len, buf, flags);
 }
 
 static void test_range_and_mode(void **state)

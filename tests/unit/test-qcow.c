@@ -117,20 +117,6 @@ static int open_qcow(struct fx *f, unsigned int flags)
 
 /* ---- I/O through the driver ---- */
 
-struct result {
-	bool done;
-	int err;
-};
-
-static void req_done(struct td_req *req, int err)
-{
-	struct result *r = req->arg;
-
-	r->done = true;
-	r->err = err;
-	td_req_free(req);
-}
-
 static struct td_req *mkreq(enum td_op op, uint64_t off, uint64_t len,
 			    void *buf, struct result *r)
 {
@@ -147,11 +133,7 @@ static struct td_req *mkreq(enum td_op op, uint64_t off, uint64_t len,
 
 static int do_io(struct fx *f, enum td_op op, uint64_t off, uint64_t len, void *buf)
 {
-	struct result r = { 0 };
-
-	td_image_submit(f->img, mkreq(op, off, len, buf, &r));
-	run_until(f->loop, &r.done);
-	return r.err;
+	return image_io(f->loop, f->img, op, off, len, buf, 0);
 }
 
 static void check_zero(const void *buf, size_t len)

@@ -120,31 +120,10 @@ static void open_fails(struct fixture *f, const char *name, int err,
 		fail_msg("message '%s' should name the file and say '%s'", msg, needle);
 }
 
-struct result {
-	bool done;
-	int err;
-};
-
-static void req_done(struct td_req *req, int err)
-{
-	struct result *r = req->arg;
-
-	r->done = true;
-	r->err = err;
-	td_req_free(req);
-}
-
 static int do_io(struct fixture *f, enum td_op op, uint64_t off, uint64_t len,
 		 void *buf)
 {
-	struct iovec iov = { buf, len };
-	struct result r = { 0 };
-	struct td_req *req = td_req_new(op, off, len, buf ? &iov : NULL,
-					buf ? 1 : 0, req_done, &r);
-
-	td_image_submit(f->img, req);
-	run_until(f->loop, &r.done);
-	return r.err;
+	return image_io(f->loop, f->img, op, off, len, buf, 0);
 }
 
 /* Compare @len bytes at @off of the open image with the raw file @raw. */

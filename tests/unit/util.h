@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "image.h"
 #include "loop.h"
 
 /* Run @loop until *@flag becomes true; fail the test after ~10 s. */
@@ -30,6 +31,47 @@ static inline void run_until_count(struct td_loop *loop,
 	for (int i = 0; i < 10000 && *count < want; i++)
 		assert_true(td_loop_run_once(loop, 1) >= 0);
 	assert_int_equal(*count, want);
+}
+
+/* The outcome of a request whose done callback is req_done(). */
+struct result {
+	bool done;
+	int err;
+};
+
+static inline void req_done(struct td_req *req, int err)
+{
+	struct result *r = req->arg;
+
+	r->done = true;
+	r->err = err;
+	td_req_free(req);
+}
+
+/*
+ * Submit one request to @img (data in @buf, if any) and run @loop until it
+ * completes; returns its error. A request never completes inside
+ * td_image_submit() itself: that is checked too.
+ */
+static inline int image_io(struct td_loop *loop, struct td_image *img,
+			   enum td_op op, uint64_t off, uint64_t len, void *buf,
+			   unsigned int flags)
+{
+	struct result r = { 0 };
+	struct td_req *req = td_req_new(op, off, len, NULL, 0, req_done, &r);
+
+	assert_non_null(req);
+	if (buf) {
+		req->iov = req->iov_inline;
+		req->niov = 1;
+		req->iov_inline[0].iov_base = buf;
+		req->iov_inline[0].iov_len = len;
+	}
+	req->flags = flags;
+	td_image_submit(img, req);
+	assert_false(r.done);
+	run_until(loop, &r.done);
+	return r.err;
 }
 
 /* A temporary file on a real filesystem (O_DIRECT works), @size bytes. */
