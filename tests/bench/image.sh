@@ -72,13 +72,10 @@ case $DOC in /* | "") ;; *) DOC=$TOP/$DOC ;; esac
 TAPDISK=$BUILD/tapdisk
 QCOW_CREATE=$BUILD/qcow-create
 
-die() { echo "bench-$FMT: $*" >&2; exit 1; }
-say() { echo "bench-$FMT: $*" >&2; }
+BENCH_TAG="bench-$FMT"
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-need() {
-	command -v "$1" >/dev/null 2>&1 ||
-		die "'$1' not found; install package '$2' (make deps does it)"
-}
 need fio fio
 need qemu-nbd qemu-utils
 need nbdinfo libnbd-bin
@@ -131,22 +128,6 @@ SERVER_PID=""
 FIO_PID=""
 FAILED=0
 
-stop_server() {
-	local pid=$SERVER_PID _
-	[ -n "$pid" ] || return 0
-	SERVER_PID=""
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		say "server pid $pid ignored SIGTERM for 10 s; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -171,7 +152,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-uri_of() { echo "nbd+unix:///?socket=$1"; }
 
 # start_server PEER FILE SOCK LOG: start it, wait for an NBD handshake.
 start_server() {

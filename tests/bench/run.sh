@@ -49,15 +49,12 @@ KEEP=${BENCH_KEEP:-0}
 
 TAPDISK=$BUILD/tapdisk
 
-die() { echo "bench: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
+BENCH_TAG="bench"
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # ---- preflight: every tool present, sane parameters ---------------------
 
-need() {
-	command -v "$1" >/dev/null 2>&1 ||
-		die "'$1' not found; install package '$2' (make deps does it)"
-}
 need fio fio
 need qemu-nbd qemu-utils
 need nbdkit nbdkit
@@ -135,7 +132,6 @@ trap 'exit 143' TERM
 
 # ---- servers --------------------------------------------------------------
 
-uri_of() { echo "nbd+unix:///?socket=$1"; }
 
 # cpu_ticks PID: user+system clock ticks of a process (all its threads).
 cpu_ticks() {
@@ -187,22 +183,6 @@ start_server() {
 }
 
 # stop_server: SIGTERM, wait up to 10 s, then SIGKILL. Only the PID we started.
-stop_server() {
-	local pid=$SERVER_PID _
-	[ -n "$pid" ] || return 0
-	SERVER_PID=""
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		say "server pid $pid ignored SIGTERM for 10 s; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
 # ---- fio ------------------------------------------------------------------
 
 # job_args JOB: sets JOB_ARGS to the fio options of a job.
